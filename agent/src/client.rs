@@ -1,0 +1,143 @@
+//! Talking to the collector: enrollment and check-in.
+
+use crate::state::{AgentConfig, Progress, Report, StateDir, write_atomic};
+use anyhow::{Context, Result, bail};
+use muster_catalog::HostFacts;
+use muster_proto::channel::connect;
+use muster_proto::v1::{self, agent_client::AgentClient, enrollment_client::EnrollmentClient};
+use muster_proto::{detection_to_wire, facts_to_wire, section_to_wire};
+use tonic::transport::Channel;
+
+/// Enrolls this host: key generated here, CSR and token sent, certificate
+/// stored. Nothing is written unless the collector accepted.
+pub async fn enroll(
+    dir: &StateDir,
+    url: &str,
+    token: &str,
+    ca_pem: &str,
+    facts: HostFacts,
+) -> Result<String> {
+    if dir.cert().exists() {
+        bail!(
+            "{} already holds an enrolled agent ({} exists); use another --state-dir or remove it first",
+            dir.0.display(),
+            dir.cert().display()
+        );
+    }
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
+        .serialize_request(&key)?
+        .pem()?;
+    let channel = connect(url, ca_pem, None).await?;
+    let resp = EnrollmentClient::new(channel)
+        .enroll(v1::EnrollRequest {
+            token: token.trim().to_string(),
+            csr_pem: csr,
+            facts: Some(facts_to_wire(&facts)),
+        })
+        .await
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "the collector at {url} refused the enrollment: {}",
+                s.message()
+            )
+        })?
+        .into_inner();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir.0)
+            .with_context(|| format!("cannot create {}", dir.0.display()))?;
+    }
+    write_atomic(&dir.key(), key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&dir.cert(), resp.certificate_pem.as_bytes(), 0o644)?;
+    write_atomic(&dir.ca(), ca_pem.as_bytes(), 0o644)?;
+    let cfg = AgentConfig {
+        collector: url.to_string(),
+        agent_id: resp.agent_id.clone(),
+    };
+    write_atomic(&dir.config(), toml::to_string(&cfg)?.as_bytes(), 0o644)?;
+    Ok(resp.agent_id)
+}
+
+/// Connects with this agent's identity.
+pub async fn connect_agent(dir: &StateDir, cfg: &AgentConfig) -> Result<AgentClient<Channel>> {
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let channel = connect(
+        &cfg.collector,
+        &read(dir.ca())?,
+        Some((read(dir.cert())?, read(dir.key())?)),
+    )
+    .await?;
+    Ok(AgentClient::new(channel).max_encoding_message_size(64 * 1024 * 1024))
+}
+
+/// The check-in for `r`, sending in full every section whose digest
+/// differs from the last acknowledged one (or every section when `full`).
+fn request(r: &Report, acked: &Progress, full: bool) -> v1::CheckInRequest {
+    let mut req = v1::CheckInRequest {
+        sequence: r.sequence,
+        facts: Some(facts_to_wire(&r.facts)),
+        catalog_version: r.catalog_version.clone(),
+        scanned_at: r.scanned_at,
+        detections: r.detections.iter().map(detection_to_wire).collect(),
+        ..Default::default()
+    };
+    for (name, section) in &r.inventory.sections {
+        let digest = section.digest();
+        if full || acked.acked_digests.get(name) != Some(&digest) {
+            req.sections.push(section_to_wire(name, section));
+        }
+        req.digests.push(v1::SectionDigest {
+            name: name.clone(),
+            digest,
+        });
+    }
+    req
+}
+
+/// Sends one report; when the collector lacks a base, sends it again in
+/// full. Returns the number of sections sent and the next interval.
+pub async fn send(
+    client: &mut AgentClient<Channel>,
+    url: &str,
+    r: &Report,
+    progress: &mut Progress,
+) -> Result<usize> {
+    let mut full = false;
+    for _ in 0..2 {
+        let req = request(r, progress, full);
+        let sent = req.sections.len();
+        let resp = client
+            .check_in(req)
+            .await
+            .map_err(|s| {
+                anyhow::anyhow!("check-in to {url} failed: {} ({:?})", s.message(), s.code())
+            })?
+            .into_inner();
+        if resp.acknowledged_sequence == r.sequence {
+            progress.acked_sequence = r.sequence;
+            progress.acked_digests = r.inventory.digests();
+            if resp.next_interval_seconds > 0 {
+                progress.interval_seconds = u64::from(resp.next_interval_seconds);
+            }
+            return Ok(sent);
+        }
+        if resp.missing_sections.is_empty() {
+            bail!(
+                "the collector at {url} did not acknowledge report {}",
+                r.sequence
+            );
+        }
+        tracing::info!(missing = ?resp.missing_sections, "collector lacks a base; sending the full inventory");
+        full = true;
+    }
+    bail!(
+        "the collector at {url} kept asking for sections of report {}",
+        r.sequence
+    )
+}

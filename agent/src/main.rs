@@ -1,0 +1,300 @@
+//! `muster-agent`: the read-only endpoint agent.
+#![forbid(unsafe_code)]
+
+mod client;
+mod facts;
+mod sources;
+mod state;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use muster_catalog::{Catalog, evaluate};
+use state::{Report, StateDir};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "muster-agent",
+    version,
+    about = "Muster's read-only agent: inventories the security software on this host and reports it",
+    after_help = "Example:\n  muster-agent enroll --collector https://muster.example.org:8443 --token TOKEN --ca-cert ca.pem --state-dir /var/lib/muster-agent\n  muster-agent run --state-dir /var/lib/muster-agent\n  muster-agent scan --format table"
+)]
+struct Cli {
+    /// Log format: human or json
+    #[arg(
+        long,
+        global = true,
+        default_value = "human",
+        env = "MUSTER_LOG_FORMAT"
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Enroll this host with a collector: key made here, certificate stored in the state folder
+    #[command(
+        after_help = "Example:\n  muster-agent enroll --collector https://muster.example.org:8443 --token-file /run/secrets/muster-token \\\n    --ca-cert /etc/muster/ca.pem --state-dir /var/lib/muster-agent"
+    )]
+    Enroll {
+        /// The collector, https://NAME:PORT
+        #[arg(long, env = "MUSTER_COLLECTOR")]
+        collector: String,
+        /// One-time enrollment token (or --token-file, or MUSTER_ENROLL_TOKEN)
+        #[arg(
+            long,
+            env = "MUSTER_ENROLL_TOKEN",
+            hide_env_values = true,
+            required_unless_present = "token_file"
+        )]
+        token: Option<String>,
+        /// A file holding the token, so it never shows in a process list
+        #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// The collector's CA certificate (DIR/ca.pem on the collector)
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// Where the agent keeps its key, certificate and spool
+        #[arg(long, env = "MUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+    /// Scan and check in; repeat at the collector's interval unless --once
+    #[command(after_help = "Example:\n  muster-agent run --state-dir /var/lib/muster-agent --once")]
+    Run {
+        /// The agent's state folder (made by enroll)
+        #[arg(long, env = "MUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+        /// Check in once and exit: 0 when the collector acknowledged every report
+        #[arg(long)]
+        once: bool,
+        /// Root of the system to inventory
+        #[arg(long, default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Scan this host (or an image) and print the detections, without any collector
+    #[command(
+        after_help = "Example:\n  muster-agent scan --format json\n  muster-agent scan --root /mnt/image --format table"
+    )]
+    Scan {
+        /// Root of the system to inventory: / for this host, or a mounted image
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Output: table for people, json for machines
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli.cmd)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn take_report(root: &std::path::Path, catalog: &Catalog, sequence: u64) -> Result<Report> {
+    let live = root == std::path::Path::new("/");
+    let inventory = sources::scan(root, live)?;
+    let detections = evaluate(&inventory, catalog);
+    Ok(Report {
+        sequence,
+        scanned_at: now(),
+        facts: facts::collect(root, live),
+        inventory,
+        detections,
+        catalog_version: catalog.version.clone(),
+    })
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Enroll {
+            collector,
+            token,
+            token_file,
+            ca_cert,
+            state_dir,
+        } => {
+            let token = match (token, token_file) {
+                (Some(t), _) => t,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read the token file {}", f.display()))?,
+                (None, None) => anyhow::bail!("give --token, --token-file or MUSTER_ENROLL_TOKEN"),
+            };
+            let ca = std::fs::read_to_string(&ca_cert)
+                .with_context(|| format!("cannot read the CA certificate {}", ca_cert.display()))?;
+            let dir = StateDir(state_dir);
+            let facts = facts::collect(std::path::Path::new("/"), true);
+            let id = client::enroll(&dir, &collector, &token, &ca, facts).await?;
+            println!("enrolled as agent {id}; state in {}", dir.0.display());
+            Ok(())
+        }
+        Cmd::Run {
+            state_dir,
+            once,
+            root,
+        } => {
+            let dir = StateDir(state_dir);
+            let catalog = Catalog::builtin();
+            if once {
+                return check_in(&dir, &root, &catalog).await;
+            }
+            loop {
+                let wait = match check_in(&dir, &root, &catalog).await {
+                    Ok(()) => dir.load_progress()?.interval_seconds.max(10),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "check-in failed; the report stays in the spool");
+                        60
+                    }
+                };
+                // Up to 10% jitter, so a fleet restarted together spreads out.
+                let jitter = rand::random::<u64>() % (wait / 10 + 1);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(wait + jitter)) => {}
+                    _ = shutdown() => { tracing::info!("stopping"); return Ok(()); }
+                }
+            }
+        }
+        Cmd::Scan { root, format } => {
+            let catalog = Catalog::builtin();
+            let started = std::time::Instant::now();
+            let r = take_report(&root, &catalog, 0)?;
+            print_scan(&r, format, started.elapsed());
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// One round: scan, spool, then send every spooled report oldest first.
+async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> Result<()> {
+    let cfg = dir.load_config()?;
+    let mut progress = dir.load_progress()?;
+    let report = take_report(root, catalog, progress.next_sequence)?;
+    progress.next_sequence += 1;
+    dir.spool_report(&report)?;
+    dir.save_progress(&progress)?;
+    let mut client = client::connect_agent(dir, &cfg).await?;
+    for r in dir.pending()? {
+        let sent = client::send(&mut client, &cfg.collector, &r, &mut progress).await?;
+        dir.save_progress(&progress)?;
+        dir.remove_pending(r.sequence)?;
+        tracing::info!(
+            sequence = r.sequence,
+            sections_sent = sent,
+            detections = r.detections.len(),
+            collector = %cfg.collector,
+            "check-in acknowledged"
+        );
+    }
+    Ok(())
+}
+
+fn print_scan(r: &Report, format: Format, took: Duration) {
+    match format {
+        Format::Json => {
+            let sections: std::collections::BTreeMap<_, _> = r
+                .inventory
+                .sections
+                .iter()
+                .map(|(n, s)| (n.clone(), s.items.len()))
+                .collect();
+            let out = serde_json::json!({
+                "host": r.facts,
+                "catalog_version": r.catalog_version,
+                "scanned_at": r.scanned_at,
+                "sections": sections,
+                "detections": r.detections,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        }
+        Format::Table => {
+            let counts: Vec<String> = r
+                .inventory
+                .sections
+                .iter()
+                .map(|(n, s)| format!("{} {n}", s.items.len()))
+                .collect();
+            println!(
+                "{} ({} {}): {} in {} ms, catalog {}",
+                r.facts.hostname,
+                r.facts.os_name,
+                r.facts.os_version,
+                counts.join(", "),
+                took.as_millis(),
+                r.catalog_version
+            );
+            if r.detections.is_empty() {
+                println!("no security product of the catalog found");
+                return;
+            }
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(["product", "vendor", "state", "version", "evidence"]);
+            for d in &r.detections {
+                let ev: Vec<String> = d
+                    .evidence
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} -> {} [{}] ({})",
+                            e.indicator_kind, e.indicator_value, e.matched, e.state, e.source
+                        )
+                    })
+                    .collect();
+                t.add_row([
+                    format!("{}\n{}", d.product, d.product_id),
+                    d.vendor.clone(),
+                    d.state.to_string(),
+                    d.version.clone(),
+                    ev.join("\n"),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The agent's state folder: its identity, settings, progress and spool of
+//! reports not yet acknowledged.
+//!
+//! ```text
+//! DIR/agent.toml     collector URL and agent id
+//! DIR/ca.pem         the collector's CA
+//! DIR/cert.pem       this agent's certificate
+//! DIR/key.pem        its private key (0600; never leaves the host)
+//! DIR/state.json     sequence numbers and the digests last acknowledged
+//! DIR/spool/N.json   reports written before sending, removed once acknowledged
+//! ```
+
+use anyhow::{Context, Result};
+use muster_catalog::{Detection, HostFacts, Inventory};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Most reports kept in the spool; older ones are superseded by newer full
+/// inventories, so dropping the oldest loses no current fact.
+pub const SPOOL_LIMIT: usize = 8;
+
+/// `agent.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `https://NAME:PORT` of the collector.
+    pub collector: String,
+    /// The id the collector assigned (also in the certificate).
+    pub agent_id: String,
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// The sequence number the next report gets.
+    pub next_sequence: u64,
+    /// The last sequence the collector acknowledged.
+    pub acked_sequence: u64,
+    /// Digest of every section as of the last acknowledged report.
+    pub acked_digests: BTreeMap<String, String>,
+    /// Seconds between check-ins, as the collector last said.
+    pub interval_seconds: u64,
+}
+
+/// One report: what is written to the spool and sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// This report's sequence number.
+    pub sequence: u64,
+    /// Unix seconds when the scan was taken.
+    pub scanned_at: i64,
+    /// Host facts.
+    pub facts: HostFacts,
+    /// The inventory.
+    pub inventory: Inventory,
+    /// The agent's own detections.
+    pub detections: Vec<Detection>,
+    /// The catalog version that found them.
+    pub catalog_version: String,
+}
+
+/// Paths inside a state folder.
+#[derive(Debug, Clone)]
+pub struct StateDir(pub PathBuf);
+
+/// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl StateDir {
+    /// `agent.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.0.join("agent.toml")
+    }
+    /// The collector's CA.
+    pub fn ca(&self) -> PathBuf {
+        self.0.join("ca.pem")
+    }
+    /// This agent's certificate.
+    pub fn cert(&self) -> PathBuf {
+        self.0.join("cert.pem")
+    }
+    /// This agent's key.
+    pub fn key(&self) -> PathBuf {
+        self.0.join("key.pem")
+    }
+    fn progress_path(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+    fn spool(&self) -> PathBuf {
+        self.0.join("spool")
+    }
+
+    /// Reads `agent.toml`; a folder without one was never enrolled.
+    pub fn load_config(&self) -> Result<AgentConfig> {
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (is {} an enrolled agent's state folder? run muster-agent enroll first)",
+                path.display(),
+                self.0.display()
+            )
+        })?;
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+    }
+
+    /// Reads `state.json` (defaults when absent).
+    pub fn load_progress(&self) -> Result<Progress> {
+        let path = self.progress_path();
+        match std::fs::read(&path) {
+            Ok(b) => {
+                serde_json::from_slice(&b).with_context(|| format!("invalid {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Progress {
+                next_sequence: 1,
+                ..Progress::default()
+            }),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes `state.json` durably.
+    pub fn save_progress(&self, p: &Progress) -> Result<()> {
+        write_atomic(&self.progress_path(), &serde_json::to_vec_pretty(p)?, 0o600)
+    }
+
+    /// Writes a report to the spool (durably) before it is sent, and drops
+    /// the oldest beyond [`SPOOL_LIMIT`].
+    pub fn spool_report(&self, r: &Report) -> Result<()> {
+        let dir = self.spool();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(
+            &dir.join(format!("{:020}.json", r.sequence)),
+            &serde_json::to_vec(r)?,
+            0o600,
+        )?;
+        let pending = self.pending_files()?;
+        if pending.len() > SPOOL_LIMIT {
+            for (seq, path) in &pending[..pending.len() - SPOOL_LIMIT] {
+                tracing::warn!(
+                    sequence = seq,
+                    "spool full; dropping the oldest unsent report"
+                );
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(())
+    }
+
+    fn pending_files(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let dir = self.spool();
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = name
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                out.push((seq, e.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reports waiting to be sent, oldest first. A damaged file is moved
+    /// aside with a log line, never a crash.
+    pub fn pending(&self) -> Result<Vec<Report>> {
+        let mut out = Vec::new();
+        for (_, path) in self.pending_files()? {
+            match std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<Report>(&b)?))
+            {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    let aside = path.with_extension("corrupt");
+                    tracing::warn!(file = %path.display(), error = %e, "damaged spool file moved aside");
+                    let _ = std::fs::rename(&path, aside);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes an acknowledged report from the spool.
+    pub fn remove_pending(&self, sequence: u64) -> Result<()> {
+        let path = self.spool().join(format!("{sequence:020}.json"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(seq: u64) -> Report {
+        Report {
+            sequence: seq,
+            scanned_at: 0,
+            facts: HostFacts::default(),
+            inventory: Inventory::default(),
+            detections: vec![],
+            catalog_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn spool_is_ordered_bounded_and_survives_a_damaged_file() {
+        let dir =
+            StateDir(std::env::temp_dir().join(format!("muster-spool-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        for seq in 1..=(SPOOL_LIMIT as u64 + 3) {
+            dir.spool_report(&report(seq)).unwrap();
+        }
+        let seqs: Vec<u64> = dir.pending().unwrap().iter().map(|r| r.sequence).collect();
+        assert_eq!(seqs, (4..=SPOOL_LIMIT as u64 + 3).collect::<Vec<_>>());
+        std::fs::write(dir.spool().join(format!("{:020}.json", 100)), b"{not json").unwrap();
+        assert_eq!(dir.pending().unwrap().len(), SPOOL_LIMIT);
+        assert!(dir.spool().join(format!("{:020}.corrupt", 100)).exists());
+        dir.remove_pending(4).unwrap();
+        assert_eq!(dir.pending().unwrap()[0].sequence, 5);
+        std::fs::remove_dir_all(&dir.0).unwrap();
+    }
+}

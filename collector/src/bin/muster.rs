@@ -1,0 +1,432 @@
+//! `muster`: the operator's command line. Reads the fleet from a collector
+//! over mutual TLS with an operator certificate.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use muster_proto::channel::connect;
+use muster_proto::v1::{self, operator_client::OperatorClient};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+const ENV_HELP: &str = "Connection settings, first found wins: the flags; the environment \
+(MUSTER_COLLECTOR, MUSTER_IDENTITY); a profile file (--profile or MUSTER_PROFILE, else \
+~/.config/muster/profile.toml) holding:\n  collector = \"https://muster.example.org:8443\"\n  identity = \"/home/me/.muster/operator\"\n\
+The identity folder holds cert.pem, key.pem and ca.pem (the collector's DIR/operator).\n\n\
+Example:\n  muster --collector https://localhost:8443 --identity /var/lib/muster/operator hosts --format json";
+
+#[derive(Parser)]
+#[command(name = "muster", version, about = "Query a Muster collector: the fleet, one host, the summary", after_help = ENV_HELP)]
+struct Cli {
+    /// The collector, https://NAME:PORT
+    #[arg(long, env = "MUSTER_COLLECTOR", global = true)]
+    collector: Option<String>,
+    /// Folder with the operator's cert.pem, key.pem and ca.pem
+    #[arg(long, env = "MUSTER_IDENTITY", global = true)]
+    identity: Option<PathBuf>,
+    /// Profile file with `collector` and `identity`
+    #[arg(long, env = "MUSTER_PROFILE", global = true)]
+    profile: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List hosts with their OS, last check-in and detections
+    #[command(after_help = "Example:\n  muster hosts --format csv > hosts.csv")]
+    Hosts {
+        /// table for people; json or csv for machines
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Show one host: facts, inventory sections, detections with evidence
+    #[command(
+        after_help = "Example:\n  muster host 0b6c3f0e-8f1e-4c4e-9d0a-3f0c2b1a7e55 --format json"
+    )]
+    Host {
+        /// The host id (from `muster hosts`)
+        id: String,
+        /// table or json
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The fleet at a glance: hosts, reporting, stale, products, banned
+    #[command(after_help = "Example:\n  muster summary --format json")]
+    Summary {
+        /// table or json
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    collector: Option<String>,
+    identity: Option<PathBuf>,
+}
+
+fn load_profile(path: Option<PathBuf>) -> Result<Profile> {
+    let (path, explicit) = match path {
+        Some(p) => (p, true),
+        None => match std::env::var_os("HOME") {
+            Some(h) => (PathBuf::from(h).join(".config/muster/profile.toml"), false),
+            None => return Ok(Profile::default()),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) => toml::from_str(&t).with_context(|| format!("invalid profile {}", path.display())),
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Profile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read the profile {}", path.display())),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn client(cli: &Cli) -> Result<OperatorClient<tonic::transport::Channel>> {
+    let profile = load_profile(cli.profile.clone())?;
+    let url = cli.collector.clone().or(profile.collector).context(
+        "no collector given: use --collector https://NAME:PORT, MUSTER_COLLECTOR or a profile (see muster --help)",
+    )?;
+    let id = cli.identity.clone().or(profile.identity).context(
+        "no operator identity given: use --identity DIR, MUSTER_IDENTITY or a profile (see muster --help)",
+    )?;
+    let read = |f: &str| {
+        let p = id.join(f);
+        std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "cannot read {} (the identity folder needs cert.pem, key.pem, ca.pem)",
+                p.display()
+            )
+        })
+    };
+    let channel = connect(
+        &url,
+        &read("ca.pem")?,
+        Some((read("cert.pem")?, read("key.pem")?)),
+    )
+    .await?;
+    Ok(OperatorClient::new(channel))
+}
+
+fn refused(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the collector refused: {} ({:?})", s.message(), s.code())
+}
+
+fn time(t: i64) -> String {
+    if t <= 0 {
+        return "never".into();
+    }
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn time_json(t: i64) -> Value {
+    if t <= 0 {
+        Value::Null
+    } else {
+        Value::String(time(t))
+    }
+}
+
+fn detection_json(d: &v1::Detection, with_evidence: bool) -> Value {
+    let mut v = json!({
+        "product_id": d.product_id, "vendor": d.vendor, "product": d.product,
+        "category": d.category, "state": d.state, "version": d.version,
+    });
+    if with_evidence {
+        v["evidence"] = d
+            .evidence
+            .iter()
+            .map(|e| {
+                json!({
+                    "indicator_kind": e.indicator_kind, "indicator_value": e.indicator_value,
+                    "matched": e.matched, "source": e.source, "state": e.state,
+                })
+            })
+            .collect();
+    }
+    v
+}
+
+fn host_json(h: &v1::HostSummary) -> Value {
+    json!({
+        "id": h.id, "hostname": h.hostname, "os": h.os,
+        "last_checkin": time_json(h.last_checkin), "enrolled_at": time_json(h.enrolled_at),
+        "sequence": h.sequence, "stale": h.stale, "banned": h.banned,
+        "detections": h.detections.iter().map(|d| detection_json(d, false)).collect::<Vec<_>>(),
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn table() -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t
+}
+
+fn detections_cell(h: &v1::HostSummary) -> String {
+    h.detections
+        .iter()
+        .map(|d| format!("{} ({})", d.product_id, d.state))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let mut c = client(&cli).await?;
+    match cli.cmd {
+        Cmd::Hosts { format } => {
+            let mut stream = c
+                .list_hosts(v1::ListHostsRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let mut t = table();
+            t.set_header([
+                "id",
+                "hostname",
+                "os",
+                "last check-in",
+                "status",
+                "detections",
+            ]);
+            let mut first = true;
+            match format {
+                Format::Json => print!("{{\"hosts\":["),
+                Format::Csv => println!("id,hostname,os,last_checkin,stale,detections,banned"),
+                Format::Table => {}
+            }
+            let mut n = 0;
+            // Rows are printed as they arrive, so a large fleet streams.
+            while let Some(h) = stream.message().await.map_err(refused)? {
+                n += 1;
+                match format {
+                    Format::Json => {
+                        if !first {
+                            print!(",");
+                        }
+                        first = false;
+                        print!("\n{}", host_json(&h));
+                    }
+                    Format::Csv => println!(
+                        "{},{},{},{},{},{},{}",
+                        csv_field(&h.id),
+                        csv_field(&h.hostname),
+                        csv_field(&h.os),
+                        csv_field(&time(h.last_checkin)),
+                        h.stale,
+                        csv_field(
+                            &h.detections
+                                .iter()
+                                .map(|d| format!("{}:{}", d.product_id, d.state))
+                                .collect::<Vec<_>>()
+                                .join(";")
+                        ),
+                        csv_field(&h.banned.join(";")),
+                    ),
+                    Format::Table => {
+                        let status = if h.last_checkin == 0 {
+                            "never reported"
+                        } else if h.stale {
+                            "STALE"
+                        } else {
+                            "ok"
+                        };
+                        let mut det = detections_cell(&h);
+                        if !h.banned.is_empty() {
+                            det.push_str("\nBANNED: ");
+                            det.push_str(&h.banned.join(", "));
+                        }
+                        t.add_row([
+                            h.id.clone(),
+                            h.hostname.clone(),
+                            h.os.clone(),
+                            time(h.last_checkin),
+                            status.to_string(),
+                            det,
+                        ]);
+                    }
+                }
+            }
+            match format {
+                Format::Json => println!("\n]}}"),
+                Format::Csv => {}
+                Format::Table => println!("{t}\n{n} host(s)"),
+            }
+        }
+        Cmd::Host { id, format } => {
+            let d = c
+                .get_host(v1::GetHostRequest { id })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            let h = d.host.unwrap_or_default();
+            let f = d.facts.unwrap_or_default();
+            if format != Format::Table {
+                let mut v = host_json(&h);
+                v["facts"] = json!({"hostname": f.hostname, "os_name": f.os_name, "os_version": f.os_version,
+                    "kernel": f.kernel, "arch": f.arch, "ips": f.ips, "agent_version": f.agent_version});
+                v["certificate_serial"] = json!(d.certificate_serial);
+                v["sections"] = d.sections.iter().map(|s| json!({"name": s.name, "digest": s.digest, "items": s.items, "updated_at": time_json(s.updated_at)})).collect();
+                v["detections"] = d
+                    .detections
+                    .iter()
+                    .map(|r| {
+                        let mut x = detection_json(&r.detection.clone().unwrap_or_default(), true);
+                        x["first_seen"] = time_json(r.first_seen);
+                        x["last_seen"] = time_json(r.last_seen);
+                        x["banned_by"] = json!(r.banned_by);
+                        x
+                    })
+                    .collect();
+                v["agent_detections"] = d
+                    .agent_detections
+                    .iter()
+                    .map(|x| detection_json(x, false))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!("host {} — {}", h.id, h.hostname);
+            println!(
+                "  os:            {} {} ({} {})",
+                f.os_name, f.os_version, f.kernel, f.arch
+            );
+            println!("  addresses:     {}", f.ips.join(", "));
+            println!(
+                "  agent:         {} (certificate {})",
+                f.agent_version, d.certificate_serial
+            );
+            println!("  enrolled:      {}", time(h.enrolled_at));
+            println!(
+                "  last check-in: {}{} (report #{})",
+                time(h.last_checkin),
+                if h.stale { " — STALE" } else { "" },
+                h.sequence
+            );
+            let mut t = table();
+            t.set_header(["inventory section", "items", "updated", "digest"]);
+            for s in &d.sections {
+                t.add_row([
+                    s.name.clone(),
+                    s.items.to_string(),
+                    time(s.updated_at),
+                    s.digest.chars().take(16).collect(),
+                ]);
+            }
+            println!("{t}");
+            if d.detections.is_empty() {
+                println!("no security product of the catalog found");
+                return Ok(());
+            }
+            let mut t = table();
+            t.set_header([
+                "product",
+                "state",
+                "version",
+                "first seen",
+                "banned by",
+                "evidence",
+            ]);
+            for r in &d.detections {
+                let x = r.detection.clone().unwrap_or_default();
+                let ev: Vec<String> = x
+                    .evidence
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} -> {} [{}] ({})",
+                            e.indicator_kind, e.indicator_value, e.matched, e.state, e.source
+                        )
+                    })
+                    .collect();
+                t.add_row([
+                    format!("{}\n{}", x.product, x.product_id),
+                    x.state,
+                    x.version,
+                    time(r.first_seen),
+                    r.banned_by.join(", "),
+                    ev.join("\n"),
+                ]);
+            }
+            println!("{t}");
+        }
+        Cmd::Summary { format } => {
+            let s = c
+                .summary(v1::SummaryRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if format != Format::Table {
+                let v = json!({
+                    "hosts": s.hosts, "reporting": s.reporting, "stale": s.stale, "never_reported": s.never_reported,
+                    "hosts_with_banned": s.hosts_with_banned, "catalog_version": s.catalog_version,
+                    "products": s.products.iter().map(|p| json!({"product_id": p.product_id, "vendor": p.vendor,
+                        "product": p.product, "category": p.category, "hosts": p.hosts, "banned": p.banned})).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "hosts: {}   reporting: {}   stale: {}   never reported: {}",
+                s.hosts, s.reporting, s.stale, s.never_reported
+            );
+            println!("hosts with a banned product: {}", s.hosts_with_banned);
+            println!("catalog: {}", s.catalog_version);
+            if !s.products.is_empty() {
+                let mut t = table();
+                t.set_header(["product", "vendor", "category", "hosts", "banned"]);
+                for p in &s.products {
+                    t.add_row([
+                        format!("{}\n{}", p.product, p.product_id),
+                        p.vendor.clone(),
+                        p.category.clone(),
+                        p.hosts.to_string(),
+                        if p.banned {
+                            "BANNED".into()
+                        } else {
+                            String::new()
+                        },
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+    }
+    Ok(())
+}

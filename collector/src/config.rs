@@ -1,0 +1,249 @@
+//! The collector's data directory and its config file.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where everything the collector keeps lives, under one folder.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    /// The folder.
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+    /// The CA certificate handed to agents (`--ca-cert`).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+    /// The CA private key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca-key.pem")
+    }
+    /// The TLS server certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("server.pem")
+    }
+    /// The TLS server key.
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("server-key.pem")
+    }
+    /// The first operator's identity folder (cert.pem, key.pem, ca.pem).
+    pub fn operator_dir(&self) -> PathBuf {
+        self.root.join("operator")
+    }
+    /// The config file.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("collector.toml")
+    }
+    /// The SQLite database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("muster.db")
+    }
+}
+
+/// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 30m, 24h or 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// The config file's contents. Unknown keys are an error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: String,
+    /// How often agents are asked to check in.
+    pub checkin_interval: String,
+    /// After how many missed intervals a host is stale.
+    pub stale_after_intervals: u32,
+    /// Largest check-in message accepted, in bytes.
+    pub max_checkin_bytes: usize,
+    /// Most items accepted in one inventory section.
+    pub max_section_items: usize,
+    /// Validity of agent certificates, in days.
+    pub agent_certificate_days: i64,
+    /// Most TLS connections served at once.
+    pub max_connections: usize,
+    /// `human` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:8443".into(),
+            checkin_interval: "1h".into(),
+            stale_after_intervals: 3,
+            max_checkin_bytes: 16 * 1024 * 1024,
+            max_section_items: 100_000,
+            agent_certificate_days: 90,
+            max_connections: 10_000,
+            log_format: "human".into(),
+        }
+    }
+}
+
+/// The file `init` writes: every key with its default, commented out.
+pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
+# Every key is optional; the values shown are the defaults. Unknown keys are
+# an error. Environment variables override the file: MUSTER_LISTEN,
+# MUSTER_CHECKIN_INTERVAL, MUSTER_LOG_FORMAT. Check with:
+#   muster-collector config check --data-dir DIR
+
+# Address the gRPC server (agents, operators, health) listens on.
+# listen = "0.0.0.0:8443"
+
+# How often agents check in (s, m, h, d). Agents add up to 10% jitter.
+# checkin_interval = "1h"
+
+# A host that has missed this many check-in intervals is stale.
+# stale_after_intervals = 3
+
+# Largest check-in accepted, in bytes, and most items in one section.
+# max_checkin_bytes = 16777216
+# max_section_items = 100000
+
+# Validity of the certificates issued to agents, in days.
+# agent_certificate_days = 90
+
+# Most TLS connections served at once.
+# max_connections = 10000
+
+# Log format: "human" or "json".
+# log_format = "human"
+"#;
+
+impl Config {
+    /// Reads the config file (missing is fine: defaults), applies
+    /// environment overrides and validates; every problem is reported at once.
+    pub fn load(path: &Path) -> Result<Config> {
+        let mut cfg: Config = match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok());
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "invalid config {}:\n  {}",
+                path.display(),
+                problems.join("\n  ")
+            );
+        }
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("MUSTER_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("MUSTER_CHECKIN_INTERVAL") {
+            self.checkin_interval = v;
+        }
+        if let Some(v) = get("MUSTER_LOG_FORMAT") {
+            self.log_format = v;
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!("listen = {:?} is not an ADDRESS:PORT", self.listen));
+        }
+        match parse_duration(&self.checkin_interval) {
+            Ok(d) if d.as_secs() < 10 => p.push(format!(
+                "checkin_interval = {:?} is shorter than 10s",
+                self.checkin_interval
+            )),
+            Ok(_) => {}
+            Err(e) => p.push(format!("checkin_interval: {e}")),
+        }
+        if self.stale_after_intervals == 0 {
+            p.push("stale_after_intervals must be at least 1".into());
+        }
+        if self.max_checkin_bytes < 1024 {
+            p.push("max_checkin_bytes must be at least 1024".into());
+        }
+        if self.max_section_items == 0 {
+            p.push("max_section_items must be at least 1".into());
+        }
+        if !(1..=825).contains(&self.agent_certificate_days) {
+            p.push("agent_certificate_days must be between 1 and 825".into());
+        }
+        if self.max_connections == 0 {
+            p.push("max_connections must be at least 1".into());
+        }
+        if !matches!(self.log_format.as_str(), "human" | "json") {
+            p.push(format!(
+                "log_format = {:?}: use \"human\" or \"json\"",
+                self.log_format
+            ));
+        }
+        p
+    }
+
+    /// The check-in interval (validated by [`Config::load`]).
+    pub fn interval(&self) -> Duration {
+        parse_duration(&self.checkin_interval).unwrap_or(Duration::from_secs(3600))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("1w").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn the_default_file_parses_and_every_problem_is_reported() {
+        let cfg: Config = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert!(cfg.problems().is_empty());
+        let bad = Config {
+            listen: "nowhere".into(),
+            log_format: "xml".into(),
+            stale_after_intervals: 0,
+            ..Config::default()
+        };
+        let p = bad.problems();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| (k == "MUSTER_LISTEN").then(|| "127.0.0.1:9".to_string()));
+        assert_eq!(cfg.listen, "127.0.0.1:9");
+    }
+}

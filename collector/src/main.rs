@@ -1,0 +1,316 @@
+//! `muster-collector`: initialise, configure and run a Muster collector.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use muster_catalog::Catalog;
+use muster_collector::config::{Config, DEFAULT_CONFIG, DataDir, parse_duration};
+use muster_collector::pki::Authority;
+use muster_collector::server::{State, serve, tls_config};
+use muster_collector::service::token_hash;
+use muster_collector::store::{Store, now};
+use muster_collector::{init_logging, write_new};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "muster-collector",
+    version,
+    about = "The Muster collector: gathers agents' reports over mutual TLS and answers operators",
+    after_help = "Example:\n  muster-collector init --data-dir /var/lib/muster --server-name muster.example.org\n  muster-collector token create --data-dir /var/lib/muster --uses 100 --expires 24h\n  muster-collector serve --data-dir /var/lib/muster --listen 0.0.0.0:8443"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a collector's state: CA, server and operator certificates, config, database
+    #[command(
+        after_help = "Example:\n  muster-collector init --data-dir /var/lib/muster --server-name muster.example.org"
+    )]
+    Init {
+        /// Folder for the collector's state (created; must not hold a collector already)
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The DNS name or IP agents use to reach the collector
+        #[arg(long)]
+        server_name: String,
+    },
+    /// Serve agents and operators over gRPC with mutual TLS 1.3
+    #[command(
+        after_help = "Example:\n  muster-collector serve --data-dir /var/lib/muster --listen 0.0.0.0:8443 --log-format json"
+    )]
+    Serve {
+        /// The collector's state folder (made by `init`)
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Address to listen on [default: the config's `listen`, 0.0.0.0:8443]
+        #[arg(long)]
+        listen: Option<String>,
+        /// Log format: human or json [default: the config's `log_format`]
+        #[arg(long)]
+        log_format: Option<String>,
+    },
+    /// Manage enrollment tokens
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Check the config file
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a new enrollment token, alone on the last line of standard output
+    #[command(
+        after_help = "Example:\n  TOKEN=$(muster-collector token create --data-dir /var/lib/muster --uses 50 --expires 7d | tail -1)"
+    )]
+    Create {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// How many agents may enroll with it
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it is valid (s, m, h, d)
+        #[arg(long, default_value = "24h")]
+        expires: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate DIR/collector.toml and the environment overrides; exit 1 on any problem
+    #[command(after_help = "Example:\n  muster-collector config check --data-dir /var/lib/muster")]
+    Check {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Init {
+            data_dir,
+            server_name,
+        } => init(DataDir::new(data_dir), &server_name).await,
+        Cmd::Serve {
+            data_dir,
+            listen,
+            log_format,
+        } => {
+            let dir = DataDir::new(data_dir);
+            let mut config = load_config(&dir)?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(f) = log_format {
+                anyhow::ensure!(
+                    f == "human" || f == "json",
+                    "--log-format must be human or json, not {f:?}"
+                );
+                config.log_format = f;
+            }
+            init_logging(&config.log_format);
+            run_server(dir, config).await
+        }
+        Cmd::Token {
+            cmd:
+                TokenCmd::Create {
+                    data_dir,
+                    uses,
+                    expires,
+                },
+        } => {
+            let dir = DataDir::new(data_dir);
+            anyhow::ensure!(uses >= 1, "--uses must be at least 1");
+            let ttl = parse_duration(&expires).map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+            let store = open_store(&dir).await?;
+            let token = hex::encode(rand::random::<[u8; 24]>());
+            let expires_at = now() + ttl.as_secs() as i64;
+            store
+                .create_token(&token_hash(&token), expires_at, uses)
+                .await?;
+            store.close().await;
+            let when = time::OffsetDateTime::from_unix_timestamp(expires_at)?
+                .format(&time::format_description::well_known::Rfc3339)?;
+            println!("enrollment token for {uses} agent(s), valid until {when}:");
+            println!("{token}");
+            Ok(())
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { data_dir },
+        } => {
+            let dir = DataDir::new(data_dir);
+            let cfg = load_config(&dir)?;
+            for f in [
+                dir.ca_cert(),
+                dir.ca_key(),
+                dir.server_cert(),
+                dir.server_key(),
+                dir.database(),
+            ] {
+                anyhow::ensure!(
+                    f.exists(),
+                    "{} is missing (run muster-collector init)",
+                    f.display()
+                );
+            }
+            tls_config(&dir)?;
+            println!(
+                "{}: ok (listen {}, check-in every {})",
+                dir.config().display(),
+                cfg.listen,
+                cfg.checkin_interval
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load_config(dir: &DataDir) -> Result<Config> {
+    anyhow::ensure!(
+        dir.root.is_dir(),
+        "{} is not a collector data folder (run muster-collector init --data-dir {} first)",
+        dir.root.display(),
+        dir.root.display()
+    );
+    Config::load(&dir.config())
+}
+
+async fn open_store(dir: &DataDir) -> Result<Store> {
+    let db = dir.database();
+    anyhow::ensure!(
+        db.exists(),
+        "no database at {} (run muster-collector init --data-dir {} first)",
+        db.display(),
+        dir.root.display()
+    );
+    Ok(Store::open(&db, false).await?)
+}
+
+async fn init(dir: DataDir, server_name: &str) -> Result<()> {
+    for existing in [dir.config(), dir.ca_cert(), dir.ca_key(), dir.database()] {
+        if existing.exists() {
+            bail!(
+                "{} already holds a collector ({} exists); refusing to overwrite its CA and database. \
+                 Choose another --data-dir, or remove this one if you mean to start over",
+                dir.root.display(),
+                existing.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(&dir.root)
+        .with_context(|| format!("cannot create {}", dir.root.display()))?;
+    let (ca, ca_key) = Authority::generate(server_name)?;
+    let server = ca.server_cert(server_name)?;
+    let op = ca.operator_cert("admin", 365)?;
+    write_new(&dir.ca_key(), ca_key.as_bytes(), 0o600)?;
+    write_new(&dir.ca_cert(), ca.cert_pem.as_bytes(), 0o644)?;
+    write_new(&dir.server_key(), server.key_pem.as_bytes(), 0o600)?;
+    write_new(
+        &dir.server_cert(),
+        format!("{}{}", server.cert_pem, ca.cert_pem).as_bytes(),
+        0o644,
+    )?;
+    let opdir = dir.operator_dir();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&opdir)
+            .with_context(|| format!("cannot create {}", opdir.display()))?;
+    }
+    write_new(&opdir.join("key.pem"), op.key_pem.as_bytes(), 0o600)?;
+    write_new(&opdir.join("cert.pem"), op.cert_pem.as_bytes(), 0o644)?;
+    write_new(&opdir.join("ca.pem"), ca.cert_pem.as_bytes(), 0o644)?;
+    write_new(&dir.config(), DEFAULT_CONFIG.as_bytes(), 0o644)?;
+    let store = Store::open(&dir.database(), true).await?;
+    let version = store.schema_version().await?;
+    store.close().await;
+    println!("collector initialised in {}", dir.root.display());
+    println!(
+        "  CA certificate (give to agents as --ca-cert): {}",
+        dir.ca_cert().display()
+    );
+    println!(
+        "  server certificate for {server_name}, localhost, 127.0.0.1: {}",
+        dir.server_cert().display()
+    );
+    println!("  operator identity \"admin\": {}", opdir.display());
+    println!("  config: {}", dir.config().display());
+    println!(
+        "  database: {} (schema version {version})",
+        dir.database().display()
+    );
+    println!(
+        "next: muster-collector serve --data-dir {}",
+        dir.root.display()
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+async fn run_server(dir: DataDir, config: Config) -> Result<()> {
+    let tls = tls_config(&dir)?;
+    let authority = Authority::load(
+        &std::fs::read_to_string(dir.ca_cert())
+            .with_context(|| format!("cannot read {}", dir.ca_cert().display()))?,
+        &std::fs::read_to_string(dir.ca_key())
+            .with_context(|| format!("cannot read {}", dir.ca_key().display()))?,
+    )?;
+    let store = open_store(&dir).await?;
+    let catalog = Catalog::builtin();
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        catalog = %catalog.version,
+        products = catalog.products.len(),
+        database = %dir.database().display(),
+        "collector serving"
+    );
+    let state = Arc::new(State {
+        store: store.clone(),
+        catalog,
+        authority,
+        config,
+    });
+    let result = serve(listener, tls, state, shutdown_signal()).await;
+    store.close().await;
+    tracing::info!("collector stopped; database closed");
+    result
+}

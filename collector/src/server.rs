@@ -1,0 +1,235 @@
+//! The gRPC server: a rustls TLS 1.3 listener that verifies client
+//! certificates against the collector's CA at the handshake, the services
+//! behind it, and graceful drain on shutdown.
+
+use crate::config::{Config, DataDir};
+use crate::pki::{Authority, Peer, Role};
+use crate::service::{AgentService, EnrollmentService, OperatorService};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use muster_catalog::Catalog;
+use muster_proto::v1::agent_server::AgentServer;
+use muster_proto::v1::enrollment_server::EnrollmentServer;
+use muster_proto::v1::operator_server::OperatorServer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+/// Everything the services share.
+pub struct State {
+    /// The fleet store.
+    pub store: Store,
+    /// The catalog the collector evaluates with.
+    pub catalog: Catalog,
+    /// The CA, for enrollment.
+    pub authority: Authority,
+    /// The config.
+    pub config: Config,
+}
+
+fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
+    Ok(certs)
+}
+
+fn read_pem_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    rustls_pemfile::private_key(&mut data.as_slice())
+        .with_context(|| format!("{} is not a PEM key file", path.display()))?
+        .with_context(|| format!("{} holds no private key", path.display()))
+}
+
+/// The TLS configuration: TLS 1.3 only, ALPN h2, client certificates
+/// optional at the handshake (Enrollment needs none) but, when presented,
+/// verified against the CA there — a foreign or expired certificate never
+/// gets a connection. Services that need an identity check for it.
+pub fn tls_config(dir: &DataDir) -> Result<rustls::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_pem_certs(&dir.ca_cert())? {
+        roots
+            .add(c)
+            .context("the CA certificate is not usable as a trust anchor")?;
+    }
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .context("cannot build the client certificate verifier")?;
+    let mut cfg = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            read_pem_certs(&dir.server_cert())?,
+            read_pem_key(&dir.server_key())?,
+        )
+        .context("the server certificate and key do not match")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// Admits only callers whose certificate names `role`, and hands the
+/// verified identity to the service in the request's extensions.
+#[derive(Clone, Copy)]
+pub struct RequireRole(pub Role);
+
+impl Interceptor for RequireRole {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let certs = req.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(format!(
+                "this service needs a client certificate with the {} role",
+                self.0
+            ))
+        })?;
+        let first = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let peer = crate::pki::peer_from_der(first.as_ref())
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if peer.role != self.0 {
+            return Err(Status::permission_denied(format!(
+                "an {} certificate cannot call the {} service",
+                peer.role, self.0
+            )));
+        }
+        req.extensions_mut().insert(peer);
+        Ok(req)
+    }
+}
+
+/// The verified caller of a request that passed [`RequireRole`].
+pub fn peer<T>(req: &Request<T>) -> Result<Peer, Status> {
+    req.extensions()
+        .get::<Peer>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no verified client identity"))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// calls finish and returns.
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let limit = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let accept = tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                tracing::warn!(peer = %addr, "connection refused: max_connections reached");
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let handshake =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+                match handshake.await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx
+                            .send(Ok::<_, std::io::Error>(Held {
+                                io: tls,
+                                _permit: permit,
+                            }))
+                            .await;
+                    }
+                    Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "tls handshake refused"),
+                    Err(_) => tracing::info!(peer = %addr, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServer<AgentService>>().await;
+    health
+        .set_serving::<OperatorServer<OperatorService>>()
+        .await;
+    health
+        .set_serving::<EnrollmentServer<EnrollmentService>>()
+        .await;
+
+    let max = state.config.max_checkin_bytes;
+    let agent = AgentServer::new(AgentService(state.clone())).max_decoding_message_size(max);
+    let result = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(
+            EnrollmentServer::new(EnrollmentService(state.clone()))
+                .max_decoding_message_size(64 * 1024),
+        )
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            agent,
+            RequireRole(Role::Agent),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            OperatorServer::new(OperatorService(state.clone())),
+            RequireRole(Role::Operator),
+        ))
+        .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+        .await;
+    accept.abort();
+    result.context("the gRPC server failed")
+}
+
+/// A TLS connection that holds its slot under `max_connections` until closed.
+struct Held {
+    io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Held {
+    type ConnectInfo = <tokio_rustls::server::TlsStream<tokio::net::TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Held {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Held {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

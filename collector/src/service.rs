@@ -1,0 +1,357 @@
+//! The gRPC services. Errors become `tonic::Status` in one place
+//! ([`internal`]): detail goes to the log, never to the client.
+
+use crate::pki::Issued;
+use crate::server::{State, peer};
+use crate::store::{CheckIn, CheckInOutcome, EnrollError, HostRow, StoreError, now};
+use muster_catalog::evaluate;
+use muster_proto::v1;
+use muster_proto::{
+    detection_from_wire, detection_to_wire, facts_from_wire, facts_to_wire, section_from_wire,
+};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// Logs a storage failure and gives the client an opaque error.
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "request failed");
+    Status::internal("the collector could not complete the request; see its log")
+}
+
+/// The hash under which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// `Enrollment`: token + CSR -> agent certificate.
+pub struct EnrollmentService(pub Arc<State>);
+
+#[tonic::async_trait]
+impl v1::enrollment_server::Enrollment for EnrollmentService {
+    async fn enroll(
+        &self,
+        req: Request<v1::EnrollRequest>,
+    ) -> Result<Response<v1::EnrollResponse>, Status> {
+        let addr = req.remote_addr();
+        let r = req.into_inner();
+        let facts = facts_from_wire(r.facts.unwrap_or_default())
+            .map_err(|e| Status::invalid_argument(e.0))?;
+        if facts.hostname.is_empty() {
+            return Err(Status::invalid_argument("the enrollment names no hostname"));
+        }
+        let st = &self.0;
+        let days = st.config.agent_certificate_days;
+        let csr = r.csr_pem;
+        let result = st
+            .store
+            .enroll(&token_hash(&r.token), &facts, |id| {
+                st.authority
+                    .sign_agent_csr(&csr, id, days)
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        match result {
+            Ok((
+                id,
+                Issued {
+                    cert_pem, serial, ..
+                },
+            )) => {
+                tracing::info!(host = %id, hostname = %facts.hostname, serial = %serial, "agent enrolled");
+                Ok(Response::new(v1::EnrollResponse {
+                    agent_id: id,
+                    certificate_pem: cert_pem,
+                    ca_pem: st.authority.cert_pem.clone(),
+                }))
+            }
+            Err(EnrollError::Token(t)) => {
+                tracing::warn!(peer = ?addr, reason = %t, "enrollment refused");
+                Err(Status::permission_denied(t.to_string()))
+            }
+            Err(EnrollError::Sign(e)) => {
+                tracing::warn!(peer = ?addr, error = %e, "enrollment refused");
+                Err(Status::invalid_argument(e))
+            }
+            Err(EnrollError::Store(e)) => Err(internal(e)),
+        }
+    }
+}
+
+/// `Agent`: check-ins.
+pub struct AgentService(pub Arc<State>);
+
+fn parse_checkin(r: v1::CheckInRequest, max_items: usize) -> Result<CheckIn, Status> {
+    let bad = |m: String| Status::invalid_argument(m);
+    if r.sequence == 0 {
+        return Err(bad("sequence must start at 1".into()));
+    }
+    let mut digests = BTreeMap::new();
+    for d in r.digests {
+        if d.digest.len() != 64 || !d.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(format!(
+                "section {:?}: digest is not SHA-256 hex",
+                d.name
+            )));
+        }
+        if digests.insert(d.name.clone(), d.digest).is_some() {
+            return Err(bad(format!("section {:?} is listed twice", d.name)));
+        }
+    }
+    let mut sections = BTreeMap::new();
+    for s in r.sections {
+        if s.items.len() > max_items {
+            return Err(bad(format!(
+                "section {:?} has {} items, more than the limit of {max_items}",
+                s.name,
+                s.items.len()
+            )));
+        }
+        let (name, section) = section_from_wire(s).map_err(|e| bad(e.0))?;
+        if digests.get(&name) != Some(&section.digest()) {
+            return Err(bad(format!(
+                "section {name:?} is sent but its digest is not listed"
+            )));
+        }
+        if sections.insert(name.clone(), section).is_some() {
+            return Err(bad(format!("section {name:?} is sent twice")));
+        }
+    }
+    let mut agent_detections = Vec::with_capacity(r.detections.len());
+    for d in r.detections {
+        agent_detections.push(detection_from_wire(d).map_err(|e| bad(e.0))?);
+    }
+    Ok(CheckIn {
+        sequence: r.sequence,
+        facts: facts_from_wire(r.facts.unwrap_or_default()).map_err(|e| bad(e.0))?,
+        digests,
+        sections,
+        agent_detections,
+        catalog_version: r.catalog_version,
+        scanned_at: r.scanned_at,
+    })
+}
+
+#[tonic::async_trait]
+impl v1::agent_server::Agent for AgentService {
+    async fn check_in(
+        &self,
+        req: Request<v1::CheckInRequest>,
+    ) -> Result<Response<v1::CheckInResponse>, Status> {
+        let who = peer(&req)?;
+        let st = &self.0;
+        let c = parse_checkin(req.into_inner(), st.config.max_section_items).inspect_err(|e| {
+            tracing::warn!(host = %who.id, error = %e.message(), "check-in refused");
+        })?;
+        let catalog = &st.catalog;
+        let mut collector_found = Vec::new();
+        let outcome = st
+            .store
+            .checkin(&who.id, &c, |inv| {
+                collector_found = evaluate(inv, catalog);
+                collector_found.clone()
+            })
+            .await
+            .map_err(internal)?;
+        let mut resp = v1::CheckInResponse {
+            acknowledged_sequence: 0,
+            missing_sections: Vec::new(),
+            next_interval_seconds: st.config.interval().as_secs() as u32,
+            catalog_version: catalog.version.clone(),
+        };
+        match outcome {
+            CheckInOutcome::Accepted { detections } => {
+                resp.acknowledged_sequence = c.sequence;
+                tracing::info!(
+                    host = %who.id,
+                    sequence = c.sequence,
+                    sections = c.sections.len(),
+                    detections,
+                    "check-in accepted"
+                );
+                if !collector_found.is_empty() || !c.agent_detections.is_empty() {
+                    let ours: BTreeSet<_> = collector_found
+                        .iter()
+                        .map(|d| (&d.product_id, d.state))
+                        .collect();
+                    let theirs: BTreeSet<_> = c
+                        .agent_detections
+                        .iter()
+                        .map(|d| (&d.product_id, d.state))
+                        .collect();
+                    if ours != theirs && c.catalog_version == catalog.version {
+                        tracing::warn!(host = %who.id, collector = ?ours, agent = ?theirs, "agent and collector detections differ");
+                    }
+                }
+            }
+            CheckInOutcome::Duplicate => {
+                resp.acknowledged_sequence = c.sequence;
+                tracing::info!(host = %who.id, sequence = c.sequence, "check-in already stored");
+            }
+            CheckInOutcome::Missing(m) => {
+                tracing::info!(host = %who.id, missing = ?m, "check-in lacks a base; full sections requested");
+                resp.missing_sections = m;
+            }
+            CheckInOutcome::UnknownHost => {
+                return Err(Status::permission_denied(format!(
+                    "host {} is not enrolled with this collector",
+                    who.id
+                )));
+            }
+        }
+        Ok(Response::new(resp))
+    }
+}
+
+/// `Operator`: read the fleet.
+pub struct OperatorService(pub Arc<State>);
+
+impl OperatorService {
+    fn stale_before(&self) -> i64 {
+        let cfg = &self.0.config;
+        now() - cfg.interval().as_secs() as i64 * i64::from(cfg.stale_after_intervals)
+    }
+
+    fn summary_of(&self, h: &HostRow) -> v1::HostSummary {
+        let catalog = &self.0.catalog;
+        let mut banned = BTreeSet::new();
+        for d in &h.detections {
+            if let Some(p) = catalog.product(&d.detection.product_id)
+                && !catalog.banned_by(p).is_empty()
+            {
+                banned.insert(d.detection.product_id.clone());
+            }
+        }
+        v1::HostSummary {
+            id: h.id.clone(),
+            hostname: h.facts.hostname.clone(),
+            os: format!("{} {}", h.facts.os_name, h.facts.os_version)
+                .trim()
+                .to_string(),
+            last_checkin: h.last_checkin.unwrap_or(0),
+            enrolled_at: h.enrolled_at,
+            detections: h
+                .detections
+                .iter()
+                .map(|d| detection_to_wire(&d.detection))
+                .collect(),
+            sequence: h.last_sequence,
+            stale: h.last_checkin.unwrap_or(h.enrolled_at) < self.stale_before(),
+            banned: banned.into_iter().collect(),
+        }
+    }
+}
+
+type HostStream = Pin<Box<dyn Stream<Item = Result<v1::HostSummary, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl v1::operator_server::Operator for OperatorService {
+    type ListHostsStream = HostStream;
+
+    async fn list_hosts(
+        &self,
+        req: Request<v1::ListHostsRequest>,
+    ) -> Result<Response<HostStream>, Status> {
+        let who = peer(&req)?;
+        let hosts = self.0.store.list_hosts().await.map_err(internal)?;
+        tracing::info!(operator = %who.id, hosts = hosts.len(), "hosts listed");
+        let items: Vec<_> = hosts.iter().map(|h| Ok(self.summary_of(h))).collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
+    }
+
+    async fn get_host(
+        &self,
+        req: Request<v1::GetHostRequest>,
+    ) -> Result<Response<v1::HostDetail>, Status> {
+        let who = peer(&req)?;
+        let id = req.into_inner().id;
+        let (h, sections, agent) = self
+            .0
+            .store
+            .host(&id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no host with id {id:?}")))?;
+        tracing::info!(operator = %who.id, host = %id, "host read");
+        let catalog = &self.0.catalog;
+        Ok(Response::new(v1::HostDetail {
+            host: Some(self.summary_of(&h)),
+            facts: Some(facts_to_wire(&h.facts)),
+            sections: sections
+                .into_iter()
+                .map(|s| v1::SectionSummary {
+                    name: s.name,
+                    digest: s.digest,
+                    items: s.items,
+                    updated_at: s.updated_at,
+                })
+                .collect(),
+            detections: h
+                .detections
+                .iter()
+                .map(|d| v1::DetectionRecord {
+                    detection: Some(detection_to_wire(&d.detection)),
+                    first_seen: d.first_seen,
+                    last_seen: d.last_seen,
+                    banned_by: catalog
+                        .product(&d.detection.product_id)
+                        .map(|p| catalog.banned_by(p))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            certificate_serial: h.cert_serial.clone(),
+            agent_detections: agent.iter().map(detection_to_wire).collect(),
+        }))
+    }
+
+    async fn summary(
+        &self,
+        req: Request<v1::SummaryRequest>,
+    ) -> Result<Response<v1::FleetSummary>, Status> {
+        let who = peer(&req)?;
+        let hosts = self.0.store.list_hosts().await.map_err(internal)?;
+        tracing::info!(operator = %who.id, "summary read");
+        let catalog = &self.0.catalog;
+        let stale_before = self.stale_before();
+        let mut out = v1::FleetSummary {
+            hosts: hosts.len() as u64,
+            catalog_version: catalog.version.clone(),
+            ..Default::default()
+        };
+        let mut per_product: BTreeMap<String, u64> = BTreeMap::new();
+        for h in &hosts {
+            match h.last_checkin {
+                None => out.never_reported += 1,
+                Some(t) if t < stale_before => out.stale += 1,
+                Some(_) => out.reporting += 1,
+            }
+            let mut banned = false;
+            for d in &h.detections {
+                *per_product
+                    .entry(d.detection.product_id.clone())
+                    .or_default() += 1;
+                if let Some(p) = catalog.product(&d.detection.product_id) {
+                    banned |= !catalog.banned_by(p).is_empty();
+                }
+            }
+            out.hosts_with_banned += u64::from(banned);
+        }
+        for (id, n) in per_product {
+            let p = catalog.product(&id);
+            out.products.push(v1::ProductCount {
+                product_id: id.clone(),
+                vendor: p.map(|p| p.vendor.clone()).unwrap_or_default(),
+                product: p.map(|p| p.name.clone()).unwrap_or_default(),
+                category: p
+                    .map(|p| p.category.as_str().to_string())
+                    .unwrap_or_default(),
+                hosts: n,
+                banned: p.is_some_and(|p| !catalog.banned_by(p).is_empty()),
+            });
+        }
+        Ok(Response::new(out))
+    }
+}

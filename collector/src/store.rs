@@ -1,0 +1,537 @@
+//! The fleet store, on SQLite (the embedded default). The SQL is written so
+//! that a PostgreSQL backend can share it (`$n` placeholders, `ON CONFLICT`).
+
+use muster_catalog::{Detection, HostFacts, Inventory, Section};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored JSON did not parse (a bug or a damaged database).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// Why an enrollment token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No such token.
+    #[error("unknown enrollment token")]
+    Unknown,
+    /// Past its expiry.
+    #[error("the enrollment token has expired")]
+    Expired,
+    /// Every use taken.
+    #[error("the enrollment token has been used up")]
+    UsedUp,
+}
+
+/// What an enrollment or check-in could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The token was refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing the certificate failed.
+    #[error("cannot issue the certificate: {0}")]
+    Sign(String),
+}
+
+/// One report from an agent, validated.
+#[derive(Debug, Clone)]
+pub struct CheckIn {
+    /// The agent's sequence number.
+    pub sequence: u64,
+    /// Facts as reported.
+    pub facts: HostFacts,
+    /// Every section's digest.
+    pub digests: BTreeMap<String, String>,
+    /// The sections sent in full.
+    pub sections: BTreeMap<String, Section>,
+    /// The agent's own detections.
+    pub agent_detections: Vec<Detection>,
+    /// The agent's catalog version.
+    pub catalog_version: String,
+    /// When the inventory was taken.
+    pub scanned_at: i64,
+}
+
+/// What happened to a check-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckInOutcome {
+    /// Stored.
+    Accepted {
+        /// How many detections the collector's catalog found.
+        detections: usize,
+    },
+    /// Already stored earlier (a retry after a lost acknowledgement).
+    Duplicate,
+    /// The collector lacks these sections' base: nothing was stored.
+    Missing(Vec<String>),
+    /// The host is unknown (never enrolled, or removed).
+    UnknownHost,
+}
+
+/// A host as listed.
+#[derive(Debug, Clone)]
+pub struct HostRow {
+    /// Host id (the agent id).
+    pub id: String,
+    /// Facts last reported.
+    pub facts: HostFacts,
+    /// When it enrolled.
+    pub enrolled_at: i64,
+    /// Last acknowledged check-in, if any.
+    pub last_checkin: Option<i64>,
+    /// Last acknowledged sequence.
+    pub last_sequence: u64,
+    /// Serial of its certificate.
+    pub cert_serial: String,
+    /// Detections by the collector's catalog.
+    pub detections: Vec<DetectionRow>,
+}
+
+/// A stored detection.
+#[derive(Debug, Clone)]
+pub struct DetectionRow {
+    /// The detection with its evidence.
+    pub detection: Detection,
+    /// First seen.
+    pub first_seen: i64,
+    /// Last seen.
+    pub last_seen: i64,
+}
+
+/// A section as summarised for operators.
+#[derive(Debug, Clone)]
+pub struct SectionRow {
+    /// Name.
+    pub name: String,
+    /// Digest.
+    pub digest: String,
+    /// Items.
+    pub items: u32,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("domain types serialise")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Opens (`create` = false) or creates the database and brings its
+    /// schema to the newest version.
+    pub async fn open(path: &Path, create: bool) -> Result<Store, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Full: an acknowledged check-in survives even a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Closes every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The newest schema version applied.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Stores a new token (by its hash).
+    pub async fn create_token(
+        &self,
+        token_hash: &str,
+        expires_at: i64,
+        uses: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (token_hash, created_at, expires_at, uses_left, uses_total) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(token_hash)
+        .bind(now())
+        .bind(expires_at)
+        .bind(uses as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes one use of the token and records the new host, in one
+    /// transaction: a refused token or a failed signature creates nothing.
+    pub async fn enroll<F>(
+        &self,
+        token_hash: &str,
+        facts: &HostFacts,
+        issue: F,
+    ) -> Result<(String, crate::pki::Issued), EnrollError>
+    where
+        F: FnOnce(&str) -> Result<crate::pki::Issued, String>,
+    {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let row = sqlx::query(
+            "SELECT id, expires_at, uses_left FROM enrollment_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        let Some(row) = row else {
+            return Err(TokenError::Unknown.into());
+        };
+        let (token_id, expires_at, uses_left): (i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2));
+        if expires_at <= now() {
+            return Err(TokenError::Expired.into());
+        }
+        if uses_left <= 0 {
+            return Err(TokenError::UsedUp.into());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let issued = issue(&id).map_err(EnrollError::Sign)?;
+        sqlx::query("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = $1")
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        sqlx::query(
+            "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, enrolled_at, cert_serial) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&id)
+        .bind(&facts.hostname)
+        .bind(&facts.os_name)
+        .bind(&facts.os_version)
+        .bind(&facts.kernel)
+        .bind(&facts.arch)
+        .bind(json(&facts.ips))
+        .bind(&facts.agent_version)
+        .bind(now())
+        .bind(&issued.serial)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok((id, issued))
+    }
+
+    /// Applies a check-in atomically. Sections not sent must match what is
+    /// stored; otherwise nothing changes and the missing names come back.
+    /// `evaluate` runs on the merged inventory when any section changed.
+    pub async fn checkin<F>(
+        &self,
+        host_id: &str,
+        c: &CheckIn,
+        evaluate: F,
+    ) -> Result<CheckInOutcome, StoreError>
+    where
+        F: FnOnce(&Inventory) -> Vec<Detection>,
+    {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT last_sequence FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(last) = last else {
+            return Ok(CheckInOutcome::UnknownHost);
+        };
+        if c.sequence <= last as u64 {
+            return Ok(CheckInOutcome::Duplicate);
+        }
+        let stored: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+            "SELECT name, digest FROM sections WHERE host_id = $1",
+        )
+        .bind(host_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let missing: Vec<String> = c
+            .digests
+            .iter()
+            .filter(|(name, digest)| {
+                !c.sections.contains_key(*name) && stored.get(*name) != Some(*digest)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !missing.is_empty() {
+            return Ok(CheckInOutcome::Missing(missing));
+        }
+        let t = now();
+        for name in stored.keys().filter(|n| !c.digests.contains_key(*n)) {
+            sqlx::query("DELETE FROM sections WHERE host_id = $1 AND name = $2")
+                .bind(host_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let changed = !c.sections.is_empty() || stored.keys().any(|n| !c.digests.contains_key(n));
+        for (name, section) in &c.sections {
+            sqlx::query(
+                "INSERT INTO sections (host_id, name, digest, items, item_count, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (host_id, name) DO UPDATE SET digest = excluded.digest, \
+                 items = excluded.items, item_count = excluded.item_count, updated_at = excluded.updated_at",
+            )
+            .bind(host_id)
+            .bind(name)
+            .bind(section.digest())
+            .bind(json(&section.items))
+            .bind(section.items.len() as i64)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut detections = None;
+        if changed {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT name, items FROM sections WHERE host_id = $1")
+                    .bind(host_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let mut inv = Inventory::default();
+            for (name, items) in rows {
+                inv.sections.insert(
+                    name,
+                    Section {
+                        items: parse(&items)?,
+                    },
+                );
+            }
+            let found = evaluate(&inv);
+            let keep: Vec<&str> = found.iter().map(|d| d.product_id.as_str()).collect();
+            let existing: Vec<String> =
+                sqlx::query_scalar("SELECT product_id FROM detections WHERE host_id = $1")
+                    .bind(host_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for gone in existing.iter().filter(|p| !keep.contains(&p.as_str())) {
+                sqlx::query("DELETE FROM detections WHERE host_id = $1 AND product_id = $2")
+                    .bind(host_id)
+                    .bind(gone)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for d in &found {
+                sqlx::query(
+                    "INSERT INTO detections (host_id, product_id, state, version, detection, first_seen, last_seen) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                     ON CONFLICT (host_id, product_id) DO UPDATE SET state = excluded.state, \
+                     version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen",
+                )
+                .bind(host_id)
+                .bind(&d.product_id)
+                .bind(d.state.as_str())
+                .bind(&d.version)
+                .bind(json(d))
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+            }
+            detections = Some(found.len());
+        } else {
+            sqlx::query("UPDATE detections SET last_seen = $1 WHERE host_id = $2")
+                .bind(t)
+                .bind(host_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let f = &c.facts;
+        sqlx::query(
+            "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
+             ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
+             agent_detections = $11 WHERE id = $12",
+        )
+        .bind(&f.hostname)
+        .bind(&f.os_name)
+        .bind(&f.os_version)
+        .bind(&f.kernel)
+        .bind(&f.arch)
+        .bind(json(&f.ips))
+        .bind(&f.agent_version)
+        .bind(t)
+        .bind(c.sequence as i64)
+        .bind(&c.catalog_version)
+        .bind(json(&c.agent_detections))
+        .bind(host_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(host_id)
+        .bind(c.sequence as i64)
+        .bind(t)
+        .bind(c.scanned_at)
+        .bind(c.sections.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let detections = match detections {
+            Some(n) => n,
+            None => self.count_detections(host_id).await?,
+        };
+        Ok(CheckInOutcome::Accepted { detections })
+    }
+
+    async fn count_detections(&self, host_id: &str) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM detections WHERE host_id = $1")
+            .bind(host_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as usize)
+    }
+
+    fn host_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<HostRow, StoreError> {
+        Ok(HostRow {
+            id: row.get("id"),
+            facts: HostFacts {
+                hostname: row.get("hostname"),
+                os_name: row.get("os_name"),
+                os_version: row.get("os_version"),
+                kernel: row.get("kernel"),
+                arch: row.get("arch"),
+                ips: parse(row.get::<&str, _>("ips"))?,
+                agent_version: row.get("agent_version"),
+            },
+            enrolled_at: row.get("enrolled_at"),
+            last_checkin: row.get("last_checkin"),
+            last_sequence: row.get::<i64, _>("last_sequence") as u64,
+            cert_serial: row.get("cert_serial"),
+            detections: Vec::new(),
+        })
+    }
+
+    fn detection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DetectionRow, StoreError> {
+        Ok(DetectionRow {
+            detection: parse(row.get::<&str, _>("detection"))?,
+            first_seen: row.get("first_seen"),
+            last_seen: row.get("last_seen"),
+        })
+    }
+
+    /// Every host with its detections, by hostname.
+    pub async fn list_hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM hosts ORDER BY hostname, id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut hosts = Vec::with_capacity(rows.len());
+        let mut index = HashMap::new();
+        for row in &rows {
+            let h = Self::host_from_row(row)?;
+            index.insert(h.id.clone(), hosts.len());
+            hosts.push(h);
+        }
+        let dets = sqlx::query("SELECT * FROM detections ORDER BY product_id")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &dets {
+            let host: String = row.get("host_id");
+            if let Some(&i) = index.get(&host) {
+                hosts[i].detections.push(Self::detection_from_row(row)?);
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// One host, its sections and its agent's own detections.
+    pub async fn host(
+        &self,
+        id: &str,
+    ) -> Result<Option<(HostRow, Vec<SectionRow>, Vec<Detection>)>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM hosts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut host = Self::host_from_row(&row)?;
+        let agent: Vec<Detection> = parse(row.get::<&str, _>("agent_detections"))?;
+        for r in sqlx::query("SELECT * FROM detections WHERE host_id = $1 ORDER BY product_id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            host.detections.push(Self::detection_from_row(&r)?);
+        }
+        let sections = sqlx::query_as::<_, (String, String, i64, i64)>(
+            "SELECT name, digest, item_count, updated_at FROM sections WHERE host_id = $1 ORDER BY name",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(name, digest, items, updated_at)| SectionRow {
+            name,
+            digest,
+            items: items as u32,
+            updated_at,
+        })
+        .collect();
+        Ok(Some((host, sections, agent)))
+    }
+}
