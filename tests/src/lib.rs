@@ -1,1 +1,309 @@
+//! Test harness: builds the real binaries once, then starts real collectors
+//! and agents in temporary folders on loopback. Nothing is mocked.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The folder holding the workspace's binaries, built on first use.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/deps/<test-binary> -> target/<profile>
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "--bins",
+            "-p",
+            "muster-agent",
+            "-p",
+            "muster-collector",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo build");
+        assert!(st.success(), "cargo build of the binaries failed");
+        dir
+    })
+}
+
+/// A command for one of the binaries: `muster-collector`, `muster-agent`, `muster`.
+pub fn cmd(name: &str) -> Command {
+    let mut c = Command::new(bin_dir().join(name));
+    c.env_remove("MUSTER_COLLECTOR")
+        .env_remove("MUSTER_IDENTITY")
+        .env_remove("MUSTER_PROFILE")
+        .env("HOME", "/nonexistent")
+        .env("MUSTER_LOG", "info");
+    c
+}
+
+/// Runs a command and returns its output, whatever its exit status.
+pub fn run(c: &mut Command) -> Output {
+    c.stdin(Stdio::null()).output().expect("spawn")
+}
+
+/// Runs a command that must succeed; returns its standard output.
+pub fn ok(c: &mut Command) -> String {
+    let out = run(c);
+    assert!(
+        out.status.success(),
+        "{:?} failed ({}):\n{}\n{}",
+        c,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs a command that must fail; returns its standard error.
+pub fn fails(c: &mut Command) -> String {
+    let out = run(c);
+    assert!(
+        !out.status.success(),
+        "{:?} succeeded but should have failed:\n{}",
+        c,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A temporary folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty folder under the system temp dir.
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("muster-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    /// A path inside it.
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A running collector with its data folder.
+pub struct Collector {
+    /// The data folder (and scratch space for the test).
+    pub dir: TempDir,
+    /// The listening port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Collector {
+    /// Initialises a collector for `localhost` and starts it.
+    pub fn start() -> Collector {
+        Self::start_with(|_| {})
+    }
+
+    /// Like [`Collector::start`], with a chance to edit the data folder
+    /// (the config file, say) before it serves.
+    pub fn start_with(edit: impl FnOnce(&Path)) -> Collector {
+        let dir = TempDir::new("collector");
+        ok(cmd("muster-collector")
+            .args(["init", "--server-name", "localhost", "--data-dir"])
+            .arg(dir.join("c")));
+        edit(&dir.join("c"));
+        let mut c = Collector {
+            dir,
+            port: 0,
+            child: None,
+        };
+        c.restart();
+        c
+    }
+
+    /// The data folder.
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("c")
+    }
+
+    /// `https://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    /// Starts (again) on a fresh port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.port = free_port();
+        let log =
+            std::fs::File::create(self.dir.join(&format!("serve-{}.log", self.port))).expect("log");
+        let child = cmd("muster-collector")
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+            ])
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start collector");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .unwrap_or_else(|| panic!("collector did not listen: {}", self.log()));
+    }
+
+    /// Everything the collector logged on its current port.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(&format!("serve-{}.log", self.port)))
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        c.wait().expect("wait")
+    }
+
+    /// A new enrollment token.
+    pub fn token(&self, uses: u32, expires: &str) -> String {
+        let out = ok(cmd("muster-collector")
+            .args([
+                "token",
+                "create",
+                "--uses",
+                &uses.to_string(),
+                "--expires",
+                expires,
+                "--data-dir",
+            ])
+            .arg(self.data()));
+        out.lines().last().expect("token line").trim().to_string()
+    }
+
+    /// Enrolls an agent into `state` with a one-use token.
+    pub fn enroll(&self, state: &Path) {
+        let token = self.token(1, "1h");
+        ok(cmd("muster-agent")
+            .args([
+                "enroll",
+                "--collector",
+                &self.url(),
+                "--token",
+                &token,
+                "--ca-cert",
+            ])
+            .arg(self.data().join("ca.pem"))
+            .arg("--state-dir")
+            .arg(state));
+    }
+
+    /// `muster ... ARGS` as the first operator; must succeed.
+    pub fn muster(&self, args: &[&str]) -> String {
+        ok(cmd("muster")
+            .args(["--collector", &self.url(), "--identity"])
+            .arg(self.data().join("operator"))
+            .args(args))
+    }
+
+    /// `muster hosts --format json`, parsed: the list of hosts.
+    pub fn hosts(&self) -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.muster(&["hosts", "--format", "json"])).expect("hosts json");
+        v["hosts"].as_array().expect("hosts array").clone()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Makes a small Linux image under `root`: os-release, hostname, a dpkg
+/// status file with `packages` (name, version, status) and unit files.
+pub fn linux_image(root: &Path, hostname: &str, packages: &[(&str, &str, &str)], units: &[&str]) {
+    let w = |p: &str, text: &str| {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    w("etc/hostname", &format!("{hostname}\n"));
+    w(
+        "etc/os-release",
+        "NAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+    );
+    let status: String = packages
+        .iter()
+        .map(|(n, v, s)| {
+            format!("Package: {n}\nStatus: {s}\nVersion: {v}\nArchitecture: amd64\n\n")
+        })
+        .collect();
+    w("var/lib/dpkg/status", &status);
+    for u in units {
+        w(
+            &format!("lib/systemd/system/{u}"),
+            "[Service]\nExecStart=/bin/true\n",
+        );
+    }
+}
+
+/// An agent's state folder's `state.json`, parsed.
+pub fn agent_progress(state: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(state.join("state.json")).expect("state.json"))
+        .expect("json")
+}
