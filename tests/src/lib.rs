@@ -169,10 +169,13 @@ impl Collector {
         format!("https://localhost:{}", self.port)
     }
 
-    /// Starts (again) on a fresh port and waits until it accepts connections.
+    /// Starts (again, on the same port, so agents find it) and waits until
+    /// it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        self.port = free_port();
+        if self.port == 0 {
+            self.port = free_port();
+        }
         let log =
             std::fs::File::create(self.dir.join(&format!("serve-{}.log", self.port))).expect("log");
         let child = cmd("muster-collector")
@@ -237,7 +240,11 @@ impl Collector {
 
     /// Enrolls an agent into `state` with a one-use token.
     pub fn enroll(&self, state: &Path) {
-        let token = self.token(1, "1h");
+        self.enroll_with(&self.token(1, "1h"), state);
+    }
+
+    /// Enrolls an agent into `state` with `token`; must succeed.
+    pub fn enroll_with(&self, token: &str, state: &Path) {
         ok(cmd("muster-agent")
             .args([
                 "enroll",
