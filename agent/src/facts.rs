@@ -36,8 +36,8 @@ pub fn collect(root: &Path, live: bool) -> HostFacts {
         facts.arch = sysinfo::System::cpu_arch();
         if let Ok(nets) = sysinfo::Networks::new_with_refreshed_list() {
             let mut ips: Vec<String> = nets
-                .iter()
-                .flat_map(|(_, data)| data.ip_networks().iter().map(|n| n.addr))
+                .values()
+                .flat_map(|data| data.ip_networks().iter().map(|n| n.addr))
                 .filter(|ip| !ip.is_loopback())
                 .map(|ip| ip.to_string())
                 .collect();

@@ -130,7 +130,7 @@ fn now() -> i64 {
 
 fn take_report(root: &std::path::Path, catalog: &Catalog, sequence: u64) -> Result<Report> {
     let live = root == std::path::Path::new("/");
-    let inventory = sources::scan(root, live)?;
+    let inventory = sources::scan(root, live, catalog)?;
     let detections = evaluate(&inventory, catalog);
     Ok(Report {
         sequence,

@@ -251,7 +251,7 @@ impl Collector {
                 "--collector",
                 &self.url(),
                 "--token",
-                &token,
+                token,
                 "--ca-cert",
             ])
             .arg(self.data().join("ca.pem"))

@@ -92,7 +92,7 @@ fn enroll_check_in_and_read_the_fleet() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(sections, ["packages", "services"]);
+    assert_eq!(sections, ["files", "packages", "services"]);
     let ev = detail["detections"][0]["evidence"].as_array().unwrap();
     assert!(ev.iter().any(|e| e["indicator_kind"] == "package"
         && e["matched"] == "kesl"
@@ -217,6 +217,8 @@ fn local_scan_prints_detections_with_evidence() {
         ],
         &["clamav-daemon.service"],
     );
+    // A folder left behind by an uninstalled Kaspersky Endpoint Security.
+    std::fs::create_dir_all(root.join("var/opt/kaspersky/kesl")).unwrap();
     let out = ok(cmd("muster-agent")
         .args(["scan", "--format", "json", "--root"])
         .arg(&root));
@@ -230,6 +232,12 @@ fn local_scan_prints_detections_with_evidence() {
     };
     assert_eq!(find("clamav.clamav")["state"], "installed");
     assert_eq!(find("kaspersky.network-agent")["state"], "remnant");
+    let kesl = find("kaspersky.endpoint-security-linux");
+    assert_eq!(kesl["state"], "remnant");
+    assert_eq!(
+        kesl["evidence"][0]["matched"],
+        "/var/opt/kaspersky/kesl (/var/opt/kaspersky/kesl)"
+    );
     assert!(
         find("clamav.clamav")["evidence"]
             .as_array()

@@ -2,10 +2,11 @@
 //! any other folder for an offline image); only processes need the live system.
 
 pub mod dpkg;
+pub mod paths;
 pub mod processes;
 pub mod systemd;
 
-use muster_catalog::{Inventory, Section};
+use muster_catalog::{Catalog, Inventory, Section};
 use std::path::{Path, PathBuf};
 
 /// A source could not read what it needs.
@@ -37,7 +38,7 @@ impl SourceError {
 
 /// Takes the inventory of the system under `root`. A source that fails
 /// fails the scan: a section silently left empty would read as "removed".
-pub fn scan(root: &Path, live: bool) -> Result<Inventory, SourceError> {
+pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Result<Inventory, SourceError> {
     let mut inv = Inventory::default();
     let mut add = |name: &str, items| {
         let mut s = Section { items };
@@ -46,6 +47,7 @@ pub fn scan(root: &Path, live: bool) -> Result<Inventory, SourceError> {
     };
     add("packages", dpkg::read(root)?);
     add("services", systemd::read(root)?);
+    add("files", paths::read(root, catalog));
     if live {
         add("processes", processes::read());
     }
