@@ -199,8 +199,15 @@ async fn run(cmd: Cmd) -> Result<()> {
             if std::env::var_os("MUSTER_STATS").is_some() {
                 // For the benchmark: wall time and peak resident memory of this scan.
                 let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-                let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("").trim();
-                eprintln!("stats: elapsed_ms={} peak_rss={hwm}", started.elapsed().as_millis());
+                let hwm = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .unwrap_or("")
+                    .trim();
+                eprintln!(
+                    "stats: elapsed_ms={} peak_rss={hwm}",
+                    started.elapsed().as_millis()
+                );
             }
             Ok(())
         }

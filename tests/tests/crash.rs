@@ -163,3 +163,55 @@ fn sigterm_stops_cleanly_and_closes_the_database() {
                 == 0
     );
 }
+
+#[test]
+fn json_logs_and_an_agent_service_loop_that_stops_on_sigterm() {
+    let c = Collector::start_with(|data| {
+        let cfg = data.join("collector.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(cfg, format!("{text}\nlog_format = \"json\"\n")).unwrap();
+    });
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    linux_image(
+        &root,
+        "looping",
+        &[("kesl", "12", "install ok installed")],
+        &[],
+    );
+    // Without --once the agent keeps running at the collector's interval.
+    let mut agent = cmd("muster-agent")
+        .args(["run", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reported = wait_for(Duration::from_secs(30), || {
+        let h = c.hosts();
+        (h[0]["sequence"] == 1).then_some(())
+    });
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status();
+    let status = agent.wait().unwrap();
+    assert!(reported.is_some(), "the looping agent never checked in");
+    assert!(status.success(), "agent exit status {status}");
+
+    // Every log line is a JSON object with a message and fields.
+    let log = c.log();
+    let mut accepted = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["fields"]["message"] == "check-in accepted" {
+            assert!(v["fields"]["host"].is_string());
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "{log}");
+}

@@ -30,19 +30,38 @@ fn item(kind: ItemKind, name: &str, presence: Presence) -> Item {
 /// A realistic inventory: 2 000 real Debian package names where the shared
 /// fixture is present (generated names otherwise), 250 services, 150 processes.
 fn inventory() -> Vec<v1::Section> {
-    let names: Vec<String> = std::fs::read_to_string("../shared/fixtures/package-names/debian-bookworm.txt")
-        .or_else(|_| std::fs::read_to_string("../../shared/fixtures/package-names/debian-bookworm.txt"))
-        .map(|t| t.lines().take(2000).map(str::to_string).collect())
-        .unwrap_or_else(|_| (0..2000).map(|i| format!("package-{i}")).collect());
+    let names: Vec<String> =
+        std::fs::read_to_string("../shared/fixtures/package-names/debian-bookworm.txt")
+            .or_else(|_| {
+                std::fs::read_to_string("../../shared/fixtures/package-names/debian-bookworm.txt")
+            })
+            .map(|t| t.lines().take(2000).map(str::to_string).collect())
+            .unwrap_or_else(|_| (0..2000).map(|i| format!("package-{i}")).collect());
     let mk = |name: &str, items: Vec<Item>| {
         let mut s = Section { items };
         s.normalise();
         muster_proto::section_to_wire(name, &s)
     };
     vec![
-        mk("packages", names.iter().map(|n| item(ItemKind::Package, n, Presence::Present)).collect()),
-        mk("services", (0..250).map(|i| item(ItemKind::Service, &format!("svc-{i}"), Presence::Present)).collect()),
-        mk("processes", (0..150).map(|i| item(ItemKind::Process, &format!("proc-{i}"), Presence::Active)).collect()),
+        mk(
+            "packages",
+            names
+                .iter()
+                .map(|n| item(ItemKind::Package, n, Presence::Present))
+                .collect(),
+        ),
+        mk(
+            "services",
+            (0..250)
+                .map(|i| item(ItemKind::Service, &format!("svc-{i}"), Presence::Present))
+                .collect(),
+        ),
+        mk(
+            "processes",
+            (0..150)
+                .map(|i| item(ItemKind::Process, &format!("proc-{i}"), Presence::Active))
+                .collect(),
+        ),
     ]
 }
 
@@ -58,25 +77,44 @@ fn main() {
     let mut peaks = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let out = run(cmd("muster-agent").args(["scan", "--format", "json"]).env("MUSTER_STATS", "1"));
+        let out = run(cmd("muster-agent")
+            .args(["scan", "--format", "json"])
+            .env("MUSTER_STATS", "1"));
         times.push(t.elapsed());
         let err = String::from_utf8_lossy(&out.stderr);
-        if let Some(kb) = err.split("peak_rss=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(kb) = err
+            .split("peak_rss=")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             peaks.push(kb);
         }
     }
     peaks.sort();
     report.insert("agent_scan_process_ms".into(), percentiles(times));
-    report.insert("agent_scan_peak_rss_kib_max".into(), serde_json::json!(peaks.last()));
+    report.insert(
+        "agent_scan_peak_rss_kib_max".into(),
+        serde_json::json!(peaks.last()),
+    );
 
     // 2. Check-in round trips against a real collector.
     let c = Collector::start();
     let state = c.dir.join("agent");
     c.enroll(&state);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (full, unchanged) = rt.block_on(async {
         let read = |f: &str| std::fs::read_to_string(state.join(f)).unwrap();
-        let ch = connect(&c.url(), &read("ca.pem"), Some((read("cert.pem"), read("key.pem")))).await.unwrap();
+        let ch = connect(
+            &c.url(),
+            &read("ca.pem"),
+            Some((read("cert.pem"), read("key.pem"))),
+        )
+        .await
+        .unwrap();
         let mut a = AgentClient::new(ch);
         let sections = inventory();
         let mut seq = 0;
@@ -85,14 +123,30 @@ fn main() {
             // Every round changes the packages section, so each one is stored and evaluated.
             let mut s = sections.clone();
             s[0].items[0].version = format!("{i}");
-            let mut sec = Section { items: s[0].items.iter().cloned().map(|w| muster_proto::item_from_wire(w).unwrap()).collect() };
+            let mut sec = Section {
+                items: s[0]
+                    .items
+                    .iter()
+                    .cloned()
+                    .map(|w| muster_proto::item_from_wire(w).unwrap())
+                    .collect(),
+            };
             sec.normalise();
             s[0] = muster_proto::section_to_wire("packages", &sec);
             seq += 1;
             let req = v1::CheckInRequest {
                 sequence: seq,
-                facts: Some(v1::HostFacts { hostname: "bench".into(), ..Default::default() }),
-                digests: s.iter().map(|x| v1::SectionDigest { name: x.name.clone(), digest: x.digest.clone() }).collect(),
+                facts: Some(v1::HostFacts {
+                    hostname: "bench".into(),
+                    ..Default::default()
+                }),
+                digests: s
+                    .iter()
+                    .map(|x| v1::SectionDigest {
+                        name: x.name.clone(),
+                        digest: x.digest.clone(),
+                    })
+                    .collect(),
                 sections: s,
                 ..Default::default()
             };
@@ -102,16 +156,45 @@ fn main() {
             assert_eq!(r.acknowledged_sequence, seq);
         }
         let digests: Vec<v1::SectionDigest> = {
-            let r = a.check_in(v1::CheckInRequest { sequence: seq + 1, digests: sections.iter().map(|x| v1::SectionDigest { name: x.name.clone(), digest: x.digest.clone() }).collect(), sections: sections.clone(), ..Default::default() }).await.unwrap().into_inner();
+            let r = a
+                .check_in(v1::CheckInRequest {
+                    sequence: seq + 1,
+                    digests: sections
+                        .iter()
+                        .map(|x| v1::SectionDigest {
+                            name: x.name.clone(),
+                            digest: x.digest.clone(),
+                        })
+                        .collect(),
+                    sections: sections.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
             seq += 1;
             assert_eq!(r.acknowledged_sequence, seq);
-            sections.iter().map(|x| v1::SectionDigest { name: x.name.clone(), digest: x.digest.clone() }).collect()
+            sections
+                .iter()
+                .map(|x| v1::SectionDigest {
+                    name: x.name.clone(),
+                    digest: x.digest.clone(),
+                })
+                .collect()
         };
         let mut unchanged = Vec::new();
         for _ in 0..200 {
             seq += 1;
             let t = Instant::now();
-            let r = a.check_in(v1::CheckInRequest { sequence: seq, digests: digests.clone(), ..Default::default() }).await.unwrap().into_inner();
+            let r = a
+                .check_in(v1::CheckInRequest {
+                    sequence: seq,
+                    digests: digests.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
             unchanged.push(t.elapsed());
             assert_eq!(r.acknowledged_sequence, seq);
         }
@@ -124,7 +207,9 @@ fn main() {
     let mut whole = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        ok(cmd("muster-agent").args(["run", "--once", "--state-dir"]).arg(&state));
+        ok(cmd("muster-agent")
+            .args(["run", "--once", "--state-dir"])
+            .arg(&state));
         whole.push(t.elapsed());
     }
     report.insert("agent_run_once_process_ms".into(), percentiles(whole));
@@ -134,10 +219,21 @@ fn main() {
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return;
     }
-    println!("{:<34} {:>8} {:>8} {:>8} {:>8} {:>5}", "measure (ms)", "p50", "p90", "p99", "max", "n");
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8} {:>5}",
+        "measure (ms)", "p50", "p90", "p99", "max", "n"
+    );
     for (k, x) in v.as_object().unwrap() {
         if x.is_object() {
-            println!("{:<34} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5}", k, x["p50"].as_f64().unwrap(), x["p90"].as_f64().unwrap(), x["p99"].as_f64().unwrap(), x["max"].as_f64().unwrap(), x["n"]);
+            println!(
+                "{:<34} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5}",
+                k,
+                x["p50"].as_f64().unwrap(),
+                x["p90"].as_f64().unwrap(),
+                x["p99"].as_f64().unwrap(),
+                x["max"].as_f64().unwrap(),
+                x["n"]
+            );
         } else {
             println!("{k:<34} {x}");
         }
