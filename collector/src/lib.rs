@@ -39,3 +39,25 @@ pub fn init_logging(format: &str) {
         b.init();
     }
 }
+
+/// Runs a command's future on a tokio runtime with the ring crypto provider
+/// installed, printing an error chain and exiting 1 on failure.
+pub fn run_command<F>(multi_thread: bool, f: impl FnOnce() -> F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<()>>,
+{
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = b.enable_all().build().expect("tokio runtime");
+    match rt.block_on(f()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -96,19 +96,8 @@ enum ConfigCmd {
 }
 
 fn main() -> std::process::ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    muster_collector::run_command(true, || run(cli))
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -90,19 +90,8 @@ fn load_profile(path: Option<PathBuf>) -> Result<Profile> {
 }
 
 fn main() -> std::process::ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    muster_collector::run_command(false, || run(cli))
 }
 
 async fn client(cli: &Cli) -> Result<OperatorClient<tonic::transport::Channel>> {
