@@ -115,6 +115,8 @@ pub struct Indicator {
     pub mode: MatchMode,
     /// The strongest state this indicator can prove.
     pub proves: State,
+    /// The platform the fact holds on: `linux`, `windows`, `macos`.
+    pub platform: String,
     /// The public source of the fact.
     pub source: String,
 }
