@@ -29,6 +29,7 @@ pub fn collect(root: &Path, live: bool) -> HostFacts {
         os_name: os_release_field(&os, "NAME").unwrap_or_else(|| "Linux".into()),
         os_version: os_release_field(&os, "VERSION_ID").unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        platform: "linux".into(),
         ..HostFacts::default()
     };
     if live {

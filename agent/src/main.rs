@@ -88,10 +88,27 @@ enum Cmd {
         /// Root of the system to inventory: / for this host, or a mounted image
         #[arg(long, default_value = "/")]
         root: PathBuf,
-        /// Output: table for people, json for machines
+        /// Output: table for people, json for machines (documented in the README)
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Apply this policy (e.g. bod-17-01) and print its verdict
+        #[arg(long)]
+        policy: Option<String>,
+        /// Exit with status 3 when the policy's verdict fails for this reason
+        #[arg(long, value_enum, requires = "policy", value_delimiter = ',')]
+        fail_on: Vec<FailOn>,
+        /// A folder of extra catalog files (vendor files, policies) to use with the built-in catalog
+        #[arg(long, env = "MUSTER_CATALOG_DIR")]
+        catalog_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    /// A banned product is present (a remnant counts)
+    Banned,
+    /// A required product is missing
+    MissingRequired,
 }
 
 fn main() -> std::process::ExitCode {
@@ -128,18 +145,23 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn take_report(root: &std::path::Path, catalog: &Catalog, sequence: u64) -> Result<Report> {
+fn take_report(
+    root: &std::path::Path,
+    catalog: &Catalog,
+    sequence: u64,
+) -> (Report, Vec<sources::ScanError>) {
     let live = root == std::path::Path::new("/");
-    let inventory = sources::scan(root, live, catalog)?;
+    let (inventory, errors) = sources::scan(root, live, catalog);
     let detections = evaluate(&inventory, catalog);
-    Ok(Report {
+    let report = Report {
         sequence,
         scanned_at: now(),
         facts: facts::collect(root, live),
         inventory,
         detections,
         catalog_version: catalog.version.clone(),
-    })
+    };
+    (report, errors)
 }
 
 async fn run(cmd: Cmd) -> Result<()> {
@@ -175,8 +197,17 @@ async fn run(cmd: Cmd) -> Result<()> {
             if once {
                 return check_in(&dir, &root, &catalog).await;
             }
+            // Signals are watched from the start, so a stop that arrives
+            // during a check-in is not the default (abrupt) exit; whatever
+            // was not acknowledged stays in the spool.
+            let stop = shutdown();
+            tokio::pin!(stop);
             loop {
-                let wait = match check_in(&dir, &root, &catalog).await {
+                let outcome = tokio::select! {
+                    r = check_in(&dir, &root, &catalog) => r,
+                    _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
+                };
+                let wait = match outcome {
                     Ok(()) => dir.load_progress()?.interval_seconds.max(10),
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "check-in failed; the report stays in the spool");
@@ -187,15 +218,35 @@ async fn run(cmd: Cmd) -> Result<()> {
                 let jitter = rand::random::<u64>() % (wait / 10 + 1);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(wait + jitter)) => {}
-                    _ = shutdown() => { tracing::info!("stopping"); return Ok(()); }
+                    _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
                 }
             }
         }
-        Cmd::Scan { root, format } => {
-            let catalog = Catalog::builtin();
+        Cmd::Scan {
+            root,
+            format,
+            policy,
+            fail_on,
+            catalog_dir,
+        } => {
+            let catalog = match &catalog_dir {
+                Some(d) => Catalog::with_dir(d)?,
+                None => Catalog::builtin(),
+            };
+            let policy = match &policy {
+                Some(id) => Some(catalog.policy(id).with_context(|| {
+                    let known: Vec<&str> = catalog.policies.iter().map(|p| p.id.as_str()).collect();
+                    format!(
+                        "no policy {id:?} in the catalog (known: {})",
+                        known.join(", ")
+                    )
+                })?),
+                None => None,
+            };
             let started = std::time::Instant::now();
-            let r = take_report(&root, &catalog, 0)?;
-            print_scan(&r, format, started.elapsed());
+            let (r, errors) = take_report(&root, &catalog, 0);
+            let verdict = policy.map(|p| p.verdict(&r.detections, r.inventory.platform));
+            print_scan(&r, verdict.as_ref(), &errors, format, started.elapsed());
             if std::env::var_os("MUSTER_STATS").is_some() {
                 // For the benchmark: wall time and peak resident memory of this scan.
                 let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -209,17 +260,29 @@ async fn run(cmd: Cmd) -> Result<()> {
                     started.elapsed().as_millis()
                 );
             }
+            if let Some(v) = &verdict {
+                let failed = (fail_on.contains(&FailOn::Banned) && !v.violations.is_empty())
+                    || (fail_on.contains(&FailOn::MissingRequired)
+                        && !v.missing_required.is_empty());
+                if failed {
+                    std::process::exit(3);
+                }
+            }
             Ok(())
         }
     }
 }
 
-async fn shutdown() {
+fn shutdown() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Registered now, not when first polled.
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
 
@@ -227,7 +290,12 @@ async fn shutdown() {
 async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> Result<()> {
     let cfg = dir.load_config()?;
     let mut progress = dir.load_progress()?;
-    let report = take_report(root, catalog, progress.next_sequence)?;
+    let (report, errors) = take_report(root, catalog, progress.next_sequence);
+    if let Some(e) = errors.first() {
+        // Sending the inventory without the section would tell the collector
+        // that everything in it was removed.
+        anyhow::bail!("{}: {} (nothing sent)", e.source, e.reason);
+    }
     progress.next_sequence += 1;
     dir.spool_report(&report)?;
     dir.save_progress(&progress)?;
@@ -247,7 +315,13 @@ async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> 
     Ok(())
 }
 
-fn print_scan(r: &Report, format: Format, took: Duration) {
+fn print_scan(
+    r: &Report,
+    verdict: Option<&muster_catalog::Verdict>,
+    errors: &[sources::ScanError],
+    format: Format,
+    took: Duration,
+) {
     match format {
         Format::Json => {
             let sections: std::collections::BTreeMap<_, _> = r
@@ -256,13 +330,17 @@ fn print_scan(r: &Report, format: Format, took: Duration) {
                 .iter()
                 .map(|(n, s)| (n.clone(), s.items.len()))
                 .collect();
-            let out = serde_json::json!({
+            let mut out = serde_json::json!({
                 "host": r.facts,
                 "catalog_version": r.catalog_version,
                 "scanned_at": r.scanned_at,
                 "sections": sections,
                 "detections": r.detections,
+                "errors": errors,
             });
+            if let Some(v) = verdict {
+                out["policy"] = serde_json::to_value(v).expect("json");
+            }
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         }
         Format::Table => {
@@ -281,33 +359,46 @@ fn print_scan(r: &Report, format: Format, took: Duration) {
                 took.as_millis(),
                 r.catalog_version
             );
+            for e in errors {
+                println!("error: {}: {}", e.source, e.reason);
+            }
             if r.detections.is_empty() {
                 println!("no security product of the catalog found");
-                return;
+            } else {
+                let mut t = comfy_table::Table::new();
+                t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+                    .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+                    .set_width(100);
+                t.set_header(["product", "state", "version", "evidence"]);
+                for d in &r.detections {
+                    let ev: Vec<String> = d
+                        .evidence
+                        .iter()
+                        .map(|e| format!("{} {} ({}) @ {}", e.kind, e.matched, e.state, e.location))
+                        .collect();
+                    t.add_row([
+                        format!("{}\n{}", d.product, d.product_id),
+                        d.state.to_string(),
+                        d.version.clone(),
+                        ev.join("\n"),
+                    ]);
+                }
+                println!("{t}");
             }
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            t.set_header(["product", "vendor", "state", "version", "evidence"]);
-            for d in &r.detections {
-                let ev: Vec<String> = d
-                    .evidence
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {} -> {} [{}] ({})",
-                            e.indicator_kind, e.indicator_value, e.matched, e.state, e.source
-                        )
-                    })
-                    .collect();
-                t.add_row([
-                    format!("{}\n{}", d.product, d.product_id),
-                    d.vendor.clone(),
-                    d.state.to_string(),
-                    d.version.clone(),
-                    ev.join("\n"),
-                ]);
+            if let Some(v) = verdict {
+                println!(
+                    "policy {} ({}): {}",
+                    v.policy,
+                    v.name,
+                    v.verdict.to_uppercase()
+                );
+                for x in &v.violations {
+                    println!("  banned: {} ({}) — {}", x.product_id, x.state, x.rule);
+                }
+                for m in &v.missing_required {
+                    println!("  missing: {m}");
+                }
             }
-            println!("{t}");
         }
     }
 }

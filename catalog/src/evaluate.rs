@@ -1,21 +1,22 @@
 //! The detection engine: inventory + catalog -> detections with evidence.
 
 use crate::inventory::{Inventory, Item, Presence};
-use crate::model::{Catalog, Category, Indicator, MatchMode, Product, State};
+use crate::model::{Catalog, Category, IndRef, State, fold_into};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// One indicator that matched, and where.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Evidence {
     /// The indicator's kind, e.g. `package`.
-    pub indicator_kind: String,
+    pub kind: String,
     /// The indicator's value, e.g. `kesl`.
-    pub indicator_value: String,
-    /// The inventory item it matched (name, and path where known).
+    pub value: String,
+    /// The inventory item it matched, by name.
     pub matched: String,
-    /// Where that item was read.
-    pub source: String,
+    /// Where: the source that read the item and its path (`dpkg
+    /// /var/lib/dpkg/status`, `systemd /lib/systemd/system/kesl.service`).
+    pub location: String,
     /// The state this piece of evidence proves.
     pub state: State,
 }
@@ -33,8 +34,8 @@ pub struct Detection {
     pub category: Category,
     /// The strongest state its evidence proves.
     pub state: State,
-    /// The version, from the first matching package that has one.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The version, from the first matching package or registration that has one.
+    #[serde(default)]
     pub version: String,
     /// Every indicator that matched.
     pub evidence: Vec<Evidence>,
@@ -48,101 +49,100 @@ fn cap(presence: Presence) -> State {
     }
 }
 
-fn matches(ind: &Indicator, glob: Option<&globset::GlobMatcher>, name: &str) -> bool {
-    match ind.mode {
-        MatchMode::Exact => ind.value == name,
-        MatchMode::CaseInsensitive => ind.value.eq_ignore_ascii_case(name),
-        MatchMode::Glob => glob.is_some_and(|g| g.is_match(name)),
+fn location(it: &Item) -> String {
+    match (it.source.is_empty(), it.path.is_empty()) {
+        (_, true) => it.source.clone(),
+        (true, false) => it.path.clone(),
+        (false, false) if it.path == it.source => it.path.clone(),
+        (false, false) => format!("{} {}", it.source, it.path),
     }
 }
 
 /// Finds every catalog product in the inventory.
 ///
-/// An item proves at most what its indicator says, and never more than its
-/// own presence allows: a package removed but not purged is a remnant even
-/// when a package indicator could prove `installed`.
+/// Each item is looked up once in the catalog's index (exact names, folded
+/// names, then the globs of its kind). An item proves at most what its
+/// indicator says, and never more than its own presence allows: a package
+/// removed but not purged is a remnant even when a package indicator could
+/// prove `installed`. Indicators of another platform than the inventory's
+/// are not used.
 pub fn evaluate(inv: &Inventory, catalog: &Catalog) -> Vec<Detection> {
-    // Index once by (kind, lowercase name): exact and case-insensitive
-    // indicators then cost one lookup; globs scan their kind only.
-    let mut by_name: HashMap<(crate::ItemKind, String), Vec<&Item>> = HashMap::new();
-    let mut by_kind: HashMap<crate::ItemKind, Vec<&Item>> = HashMap::new();
+    let index = &catalog.index;
+    let mut found: BTreeMap<u32, Vec<Evidence>> = BTreeMap::new();
+    let mut versions: BTreeMap<u32, String> = BTreeMap::new();
+    let mut folded = String::new();
+    let mut glob_hits = Vec::new();
+    let mut hit = |r: IndRef, it: &Item, found: &mut BTreeMap<u32, Vec<Evidence>>| {
+        let p = &catalog.products[r.product as usize];
+        let ind = &p.indicators[r.indicator as usize];
+        if inv.platform.is_some_and(|pl| pl != ind.platform) {
+            return;
+        }
+        if !it.version.is_empty() && it.presence != Presence::Leftover {
+            versions
+                .entry(r.product)
+                .or_insert_with(|| it.version.clone());
+        }
+        found.entry(r.product).or_default().push(Evidence {
+            kind: ind.kind.as_str().to_string(),
+            value: ind.value.clone(),
+            matched: it.name.clone(),
+            location: location(it),
+            state: ind.proves.min(cap(it.presence)),
+        });
+    };
     for it in inv.items() {
-        by_name
-            .entry((it.kind, it.name.to_ascii_lowercase()))
-            .or_default()
-            .push(it);
-        by_kind.entry(it.kind).or_default().push(it);
-    }
-    let mut out = Vec::new();
-    for p in &catalog.products {
-        if let Some(d) = evaluate_product(p, &by_name, &by_kind) {
-            out.push(d);
+        if let Some(refs) = index
+            .exact
+            .get(&it.kind)
+            .and_then(|m| m.get(it.name.as_str()))
+        {
+            for &r in refs {
+                hit(r, it, &mut found);
+            }
+        }
+        if let Some(m) = index.folded.get(&it.kind) {
+            fold_into(it.kind, &it.name, &mut folded);
+            if let Some(refs) = m.get(folded.as_str()) {
+                for &r in refs {
+                    hit(r, it, &mut found);
+                }
+            }
+        }
+        if let Some((set, refs)) = index.globs.get(&it.kind) {
+            set.matches_into(it.name.as_str(), &mut glob_hits);
+            for &g in &glob_hits {
+                hit(refs[g], it, &mut found);
+            }
         }
     }
-    out
-}
-
-fn evaluate_product(
-    p: &Product,
-    by_name: &HashMap<(crate::ItemKind, String), Vec<&Item>>,
-    by_kind: &HashMap<crate::ItemKind, Vec<&Item>>,
-) -> Option<Detection> {
-    let mut evidence = Vec::new();
-    let mut version = String::new();
-    for ind in &p.indicators {
-        let glob = (ind.mode == MatchMode::Glob)
-            .then(|| {
-                globset::Glob::new(&ind.value)
-                    .ok()
-                    .map(|g| g.compile_matcher())
-            })
-            .flatten();
-        let candidates: &[&Item] = match ind.mode {
-            MatchMode::Glob => by_kind.get(&ind.kind).map(Vec::as_slice).unwrap_or(&[]),
-            _ => by_name
-                .get(&(ind.kind, ind.value.to_ascii_lowercase()))
-                .map(Vec::as_slice)
-                .unwrap_or(&[]),
-        };
-        for it in candidates {
-            if !matches(ind, glob.as_ref(), &it.name) {
-                continue;
+    found
+        .into_iter()
+        .map(|(pi, mut evidence)| {
+            let p = &catalog.products[pi as usize];
+            evidence.sort();
+            evidence.dedup();
+            Detection {
+                product_id: p.id.clone(),
+                vendor: p.vendor.clone(),
+                product: p.name.clone(),
+                category: p.category,
+                state: evidence
+                    .iter()
+                    .map(|e| e.state)
+                    .max()
+                    .unwrap_or(State::Remnant),
+                version: versions.remove(&pi).unwrap_or_default(),
+                evidence,
             }
-            if version.is_empty() && it.presence != Presence::Leftover {
-                version = it.version.clone();
-            }
-            let matched = if it.path.is_empty() {
-                it.name.clone()
-            } else {
-                format!("{} ({})", it.name, it.path)
-            };
-            evidence.push(Evidence {
-                indicator_kind: ind.kind.as_str().to_string(),
-                indicator_value: ind.value.clone(),
-                matched,
-                source: it.source.clone(),
-                state: ind.proves.min(cap(it.presence)),
-            });
-        }
-    }
-    let state = evidence.iter().map(|e| e.state).max()?;
-    evidence.sort();
-    evidence.dedup();
-    Some(Detection {
-        product_id: p.id.clone(),
-        vendor: p.vendor.clone(),
-        product: p.name.clone(),
-        category: p.category,
-        state,
-        version,
-        evidence,
-    })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{ItemKind, Section};
+    use crate::inventory::{ItemKind, Platform, Section};
 
     fn item(kind: ItemKind, name: &str, presence: Presence) -> Item {
         Item {
@@ -161,6 +161,43 @@ mod tests {
         inv
     }
 
+    fn catalog(extra: &str) -> Catalog {
+        Catalog::from_files(&[("t.toml", extra)], &[], &[]).unwrap()
+    }
+
+    const WIN: &str = r#"vendor = "Acme"
+[[products]]
+id = "acme.av"
+name = "Acme AV"
+category = "antivirus"
+platforms = ["windows", "linux"]
+[[products.indicators]]
+kind = "service"
+value = "AcmeSvc"
+platform = "windows"
+proves = "installed"
+source = "s"
+[[products.indicators]]
+kind = "file_path"
+value = "C:\\Program Files\\Acme"
+platform = "windows"
+proves = "remnant"
+source = "s"
+[[products.indicators]]
+kind = "uninstall_display_name"
+value = "Acme Antivirus *"
+match = "glob"
+platform = "windows"
+proves = "installed"
+source = "s"
+[[products.indicators]]
+kind = "process"
+value = "acmed"
+platform = "linux"
+proves = "running"
+source = "s"
+"#;
+
     #[test]
     fn running_beats_installed_and_evidence_is_listed() {
         let c = Catalog::builtin();
@@ -178,8 +215,16 @@ mod tests {
         assert_eq!(kesl.state, State::Running);
         assert_eq!(kesl.version, "11.1.0");
         assert_eq!(kesl.vendor, "Kaspersky");
-        assert!(kesl.evidence.iter().any(|e| e.indicator_kind == "package"));
-        assert!(kesl.evidence.iter().any(|e| e.indicator_kind == "process"));
+        assert!(
+            kesl.evidence
+                .iter()
+                .any(|e| e.kind == "package" && e.matched == "kesl")
+        );
+        assert!(
+            kesl.evidence
+                .iter()
+                .any(|e| e.kind == "process" && e.state == State::Running)
+        );
     }
 
     #[test]
@@ -191,23 +236,65 @@ mod tests {
         );
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].state, State::Remnant);
+        assert_eq!(
+            d[0].version, "",
+            "a remnant's version is not the installed version"
+        );
     }
 
     #[test]
-    fn nothing_matches_an_unrelated_inventory() {
+    fn look_alike_names_do_not_match() {
         let c = Catalog::builtin();
         let d = evaluate(
             &inv(vec![
-                item(ItemKind::Package, "bash", Presence::Present),
-                item(ItemKind::Process, "keslx", Presence::Active),
-                item(ItemKind::Service, "kesl", Presence::Present),
+                item(ItemKind::Package, "keslx", Presence::Present),
+                item(ItemKind::Package, "KESL", Presence::Present),
+                item(ItemKind::Package, "clamz", Presence::Present),
+                item(ItemKind::Process, "kesl-", Presence::Active),
             ]),
             &c,
         );
-        // "kesl" as a service name is an indicator; "keslx" as a process is not.
-        assert!(
-            d.iter()
-                .all(|d| d.evidence.iter().all(|e| e.matched != "keslx"))
-        );
+        assert!(d.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn windows_names_match_without_case_and_with_either_slash() {
+        let c = catalog(WIN);
+        let mut i = inv(vec![
+            item(ItemKind::Service, "acmesvc", Presence::Present),
+            item(
+                ItemKind::FilePath,
+                "c:/program files/ACME",
+                Presence::Present,
+            ),
+            item(
+                ItemKind::UninstallDisplayName,
+                "ACME ANTIVIRUS 2024",
+                Presence::Present,
+            ),
+        ]);
+        i.platform = Some(Platform::Windows);
+        let d = evaluate(&i, &c);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].evidence.len(), 3, "{:?}", d[0].evidence);
+        assert_eq!(d[0].state, State::Installed);
+        // Only the folder left: a remnant.
+        let mut i = inv(vec![item(
+            ItemKind::FilePath,
+            "C:\\Program Files\\Acme",
+            Presence::Present,
+        )]);
+        i.platform = Some(Platform::Windows);
+        assert_eq!(evaluate(&i, &c)[0].state, State::Remnant);
+    }
+
+    #[test]
+    fn indicators_of_another_platform_are_not_used() {
+        let c = catalog(WIN);
+        let mut i = inv(vec![item(ItemKind::Process, "acmed", Presence::Active)]);
+        i.platform = Some(Platform::Windows);
+        assert!(evaluate(&i, &c).is_empty());
+        i.platform = Some(Platform::Linux);
+        assert_eq!(evaluate(&i, &c)[0].state, State::Running);
     }
 }

@@ -42,29 +42,53 @@ impl Presence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemKind {
-    /// An installed package (dpkg, rpm, ...).
+    /// An installed package (dpkg, rpm, apk, pacman).
     Package,
-    /// A service (a systemd unit's service name, a SysV script).
+    /// A service: Windows service key name, systemd service name, SysV script.
     Service,
-    /// A systemd unit file name, e.g. `kesl.service`.
-    SystemdUnit,
-    /// A running process, by executable name.
+    /// A Windows kernel or file-system driver, by file name (`klif.sys`).
+    Driver,
+    /// A running process, by executable file name.
     Process,
-    /// A kernel module.
+    /// A Linux kernel module.
     KernelModule,
     /// A file or folder that exists.
     FilePath,
+    /// A Windows registry key, `HKLM\SOFTWARE\...`.
+    RegistryKey,
+    /// The DisplayName of a Windows Uninstall entry.
+    UninstallDisplayName,
+    /// A product registered with Windows Security Center, by display name.
+    SecurityCenter,
+    /// A macOS bundle identifier (app, kext, system extension).
+    BundleId,
+    /// A macOS launchd job label.
+    LaunchdLabel,
+    /// A systemd unit file name, e.g. `kesl.service`.
+    SystemdUnit,
+    /// A browser extension id.
+    BrowserExtension,
+    /// A trusted root certificate, by subject common name.
+    RootCertificate,
 }
 
 impl ItemKind {
     /// Every kind, in a stable order.
-    pub const ALL: [ItemKind; 6] = [
+    pub const ALL: [ItemKind; 14] = [
         ItemKind::Package,
         ItemKind::Service,
-        ItemKind::SystemdUnit,
+        ItemKind::Driver,
         ItemKind::Process,
         ItemKind::KernelModule,
         ItemKind::FilePath,
+        ItemKind::RegistryKey,
+        ItemKind::UninstallDisplayName,
+        ItemKind::SecurityCenter,
+        ItemKind::BundleId,
+        ItemKind::LaunchdLabel,
+        ItemKind::SystemdUnit,
+        ItemKind::BrowserExtension,
+        ItemKind::RootCertificate,
     ];
 
     /// The wire and data-file name.
@@ -72,16 +96,57 @@ impl ItemKind {
         match self {
             ItemKind::Package => "package",
             ItemKind::Service => "service",
-            ItemKind::SystemdUnit => "systemd_unit",
+            ItemKind::Driver => "driver",
             ItemKind::Process => "process",
             ItemKind::KernelModule => "kernel_module",
             ItemKind::FilePath => "file_path",
+            ItemKind::RegistryKey => "registry_key",
+            ItemKind::UninstallDisplayName => "uninstall_display_name",
+            ItemKind::SecurityCenter => "security_center",
+            ItemKind::BundleId => "bundle_id",
+            ItemKind::LaunchdLabel => "launchd_label",
+            ItemKind::SystemdUnit => "systemd_unit",
+            ItemKind::BrowserExtension => "browser_extension",
+            ItemKind::RootCertificate => "root_certificate",
         }
     }
 
     /// Parses the wire name; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An operating system family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// Linux.
+    Linux,
+    /// Windows.
+    Windows,
+    /// macOS.
+    Macos,
+}
+
+impl Platform {
+    /// The data-file name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Linux => "linux",
+            Platform::Windows => "windows",
+            Platform::Macos => "macos",
+        }
+    }
+
+    /// Parses the data-file name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "linux" => Some(Platform::Linux),
+            "windows" => Some(Platform::Windows),
+            "macos" => Some(Platform::Macos),
+            _ => None,
+        }
     }
 }
 
@@ -147,6 +212,10 @@ impl Section {
 /// Every section of one host's inventory, by name (`packages`, `services`, `processes`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
+    /// The system the inventory is of; indicators of other platforms are
+    /// not matched against it. `None` matches every platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
     /// Sections by name.
     pub sections: BTreeMap<String, Section>,
 }
@@ -227,4 +296,7 @@ pub struct HostFacts {
     /// The agent's version.
     #[serde(default)]
     pub agent_version: String,
+    /// `linux`, `windows` or `macos`; empty when unknown.
+    #[serde(default)]
+    pub platform: String,
 }

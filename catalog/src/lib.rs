@@ -1,5 +1,6 @@
-//! Muster's catalog: the products it recognises, the policies that ban them,
-//! and the engine that turns an [`Inventory`] into [`Detection`]s with evidence.
+//! Muster's catalog: the products it recognises, the policies that ban or
+//! require them, and the engine that turns an [`Inventory`] into
+//! [`Detection`]s with evidence.
 //!
 //! Pure: no I/O beyond the data files compiled in or handed to it.
 #![forbid(unsafe_code)]
@@ -10,6 +11,8 @@ pub mod model;
 pub mod policy;
 
 pub use evaluate::{Detection, Evidence, evaluate};
-pub use inventory::{HostFacts, Inventory, Item, ItemKind, Presence, Section};
-pub use model::{Catalog, Category, Indicator, LoadError, LoadErrors, MatchMode, Product, State};
-pub use policy::Policy;
+pub use inventory::{HostFacts, Inventory, Item, ItemKind, Platform, Presence, Section};
+pub use model::{
+    Catalog, Category, Indicator, LoadError, LoadErrors, MatchMode, Product, State, read_dir_files,
+};
+pub use policy::{Policy, Verdict, Violation};

@@ -1,10 +1,14 @@
-//! The catalog's data model and how vendor files are read into it.
+//! The catalog's data model, how vendor and policy files are read into it,
+//! and the index the engine matches with.
 
-use crate::inventory::ItemKind;
+use crate::inventory::{ItemKind, Platform};
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::Path;
+use toml::Spanned;
 
 /// What a product is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,6 +37,20 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category.
+    pub const ALL: [Category; 10] = [
+        Category::Antivirus,
+        Category::Edr,
+        Category::Hids,
+        Category::Firewall,
+        Category::VulnerabilityAgent,
+        Category::Dlp,
+        Category::Vpn,
+        Category::PasswordManager,
+        Category::ParentalControl,
+        Category::Other,
+    ];
+
     /// The data-file name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +66,11 @@ impl Category {
             Category::Other => "other",
         }
     }
+
+    /// Parses the data-file name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// The state a detection proves, weakest first.
@@ -58,7 +81,7 @@ pub enum State {
     Remnant,
     /// A package or registration is present.
     Installed,
-    /// A process, loaded module or active service is seen.
+    /// A process, loaded driver/module or active service is seen.
     Running,
 }
 
@@ -90,178 +113,328 @@ impl fmt::Display for State {
 }
 
 /// How an indicator's value is compared with an inventory item's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MatchMode {
     /// Byte for byte.
-    #[default]
     Exact,
-    /// Equal without regard to ASCII case.
+    /// Equal without regard to ASCII case (and, for Windows paths and
+    /// registry keys, without regard to `/` or `\`).
     CaseInsensitive,
-    /// A shell glob (`*`, `?`, `[...]`), case-sensitive.
+    /// A shell glob (`*`, `?`, `[...]`); case-insensitive on Windows.
     Glob,
 }
 
+impl MatchMode {
+    /// The data-file name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchMode::Exact => "exact",
+            MatchMode::CaseInsensitive => "case-insensitive",
+            MatchMode::Glob => "glob",
+        }
+    }
+}
+
 /// One fact that betrays a product.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Indicator {
     /// What kind of inventory item it matches.
     pub kind: ItemKind,
     /// The name to match.
     pub value: String,
-    /// How to match.
-    #[serde(default, rename = "match")]
+    /// How to match: given, or case-insensitive on Windows and exact elsewhere.
+    #[serde(rename = "match")]
     pub mode: MatchMode,
     /// The strongest state this indicator can prove.
     pub proves: State,
-    /// The platform the fact holds on: `linux`, `windows`, `macos`.
-    pub platform: String,
+    /// The platform the fact holds on.
+    pub platform: Platform,
     /// The public source of the fact.
     pub source: String,
 }
 
 /// A product and the indicators that recognise it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Product {
     /// Stable id, `vendor.product`, e.g. `kaspersky.endpoint-security-linux`.
     pub id: String,
+    /// Vendor name.
+    pub vendor: String,
     /// The product's name as the vendor writes it.
     pub name: String,
     /// What it is for.
     pub category: Category,
-    /// `linux`, `windows`, `macos`.
-    pub platforms: Vec<String>,
+    /// Where it runs.
+    pub platforms: Vec<Platform>,
     /// The facts that recognise it.
-    #[serde(default)]
     pub indicators: Vec<Indicator>,
-    /// Filled from the vendor file.
-    #[serde(skip_deserializing)]
-    pub vendor: String,
+    /// The file (and line) it was read from.
+    pub defined_at: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VendorFile {
+struct RawVendorFile {
     vendor: String,
     #[serde(default)]
-    products: Vec<Product>,
+    products: Vec<Spanned<RawProduct>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProduct {
+    id: String,
+    name: String,
+    category: Category,
+    platforms: Vec<Platform>,
+    #[serde(default)]
+    indicators: Vec<Spanned<RawIndicator>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIndicator {
+    kind: ItemKind,
+    value: String,
+    #[serde(default, rename = "match")]
+    mode: Option<MatchMode>,
+    proves: State,
+    platform: Platform,
+    #[serde(default)]
+    source: String,
 }
 
 /// A problem in a catalog file; every problem is reported, not only the first.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {message}")]
+#[error("{file}:{line}: {message}")]
 pub struct LoadError {
     /// The file's name.
     pub file: String,
-    /// What is wrong, and where.
+    /// The line (1-based; 0 when the whole file is concerned).
+    pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
 /// All problems found while loading a catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid catalog: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+#[error("invalid catalog:\n  {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
 pub struct LoadErrors(pub Vec<LoadError>);
 
-/// The catalog: products, policies, a version and a content digest.
+/// Where an indicator sits in the catalog.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndRef {
+    pub product: u32,
+    pub indicator: u32,
+}
+
+/// Indicators by kind and normalised value, built once per catalog, so an
+/// inventory is matched item by item with hash lookups.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Index {
+    pub exact: HashMap<ItemKind, HashMap<String, Vec<IndRef>>>,
+    pub folded: HashMap<ItemKind, HashMap<String, Vec<IndRef>>>,
+    pub globs: HashMap<ItemKind, (globset::GlobSet, Vec<IndRef>)>,
+}
+
+/// Case-folds a value for case-insensitive matching. Windows paths and
+/// registry keys also ignore which slash separates their parts.
+pub(crate) fn fold_into(kind: ItemKind, value: &str, out: &mut String) {
+    out.clear();
+    let slashes = matches!(kind, ItemKind::FilePath | ItemKind::RegistryKey);
+    for c in value.chars() {
+        if slashes && c == '/' {
+            out.push('\\');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+}
+
+fn glob_for(ind: &Indicator) -> Result<globset::Glob, globset::Error> {
+    let windows = ind.platform == Platform::Windows;
+    globset::GlobBuilder::new(&ind.value)
+        .case_insensitive(windows)
+        .backslash_escape(!windows)
+        .literal_separator(false)
+        .build()
+}
+
+/// The catalog: products, policies, a version, a content digest and the
+/// matching index.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     /// Products, sorted by id.
     pub products: Vec<Product>,
     /// Policies, sorted by id.
     pub policies: Vec<Policy>,
-    /// `builtin-<digest prefix>`: changes whenever the content does.
+    /// `YYYY.MM.DD-<digest prefix>`-style version: changes whenever the content does.
     pub version: String,
     /// Lowercase hex SHA-256 over every file's name and content.
     pub digest: String,
+    pub(crate) index: Index,
 }
 
-const BUILTIN_PRODUCTS: &[(&str, &str)] = &[
-    (
-        "products/clamav.toml",
-        include_str!("../products/clamav.toml"),
-    ),
-    (
-        "products/kaspersky.toml",
-        include_str!("../products/kaspersky.toml"),
-    ),
-];
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
-const BUILTIN_POLICIES: &[(&str, &str)] = &[(
-    "policies/bod-17-01.toml",
-    include_str!("../policies/bod-17-01.toml"),
-)];
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line a TOML error points at, from its span.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> LoadError {
+    let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+    LoadError {
+        file: file.to_string(),
+        line,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// What kind of catalog file a text is.
+enum FileKind {
+    Vendor,
+    Policy,
+}
+
+fn file_kind(text: &str) -> Option<FileKind> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    if table.contains_key("vendor") {
+        Some(FileKind::Vendor)
+    } else if table.contains_key("ban") || table.contains_key("require") {
+        Some(FileKind::Policy)
+    } else {
+        None
+    }
+}
 
 impl Catalog {
     /// The catalog compiled into this binary.
     pub fn builtin() -> Catalog {
         // The built-in files are checked by this crate's tests, so a failure
         // here is a build defect, not a user error.
-        Catalog::from_files(BUILTIN_PRODUCTS, BUILTIN_POLICIES)
+        Catalog::from_files(BUILTIN_PRODUCTS, BUILTIN_POLICIES, &[])
             .expect("the built-in catalog is valid")
     }
 
-    /// Reads a catalog from vendor files and policy files (name, TOML text).
+    /// The built-in catalog plus an operator's folder of TOML files (vendor
+    /// files and policies). A product or policy in the folder replaces the
+    /// built-in one with the same id.
+    pub fn with_dir(dir: &Path) -> Result<Catalog, LoadErrors> {
+        let files = read_dir_files(dir)?;
+        let borrowed: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        Catalog::from_files(BUILTIN_PRODUCTS, BUILTIN_POLICIES, &borrowed)
+    }
+
+    /// Reads a catalog: built-in vendor and policy files, then overrides
+    /// (vendor or policy files, told apart by their keys). Every problem in
+    /// every file is reported, with its file and line.
     pub fn from_files(
         products: &[(&str, &str)],
         policies: &[(&str, &str)],
+        overrides: &[(&str, &str)],
     ) -> Result<Catalog, LoadErrors> {
         let mut errors = Vec::new();
-        let mut all = Vec::new();
         let mut h = Sha256::new();
-        for (file, text) in products {
+        let mut by_id: BTreeMap<String, Product> = BTreeMap::new();
+        let mut pols: BTreeMap<String, Policy> = BTreeMap::new();
+        let mut sources: Vec<(&str, &str, Option<FileKind>, bool)> = Vec::new();
+        for (f, t) in products {
+            sources.push((f, t, Some(FileKind::Vendor), false));
+        }
+        for (f, t) in policies {
+            sources.push((f, t, Some(FileKind::Policy), false));
+        }
+        for (f, t) in overrides {
+            sources.push((f, t, file_kind(t), true));
+        }
+        let mut override_ids: HashMap<String, String> = HashMap::new();
+        for (file, text, kind, is_override) in sources {
             h.update(file.as_bytes());
             h.update([0]);
             h.update(text.as_bytes());
             h.update([0]);
-            match toml::from_str::<VendorFile>(text) {
-                Ok(vf) => {
-                    for mut p in vf.products {
-                        p.vendor = vf.vendor.clone();
-                        check_product(file, &p, &mut errors);
-                        all.push(p);
+            match kind {
+                Some(FileKind::Vendor) => {
+                    for p in read_vendor_file(file, text, &mut errors) {
+                        if is_override {
+                            if let Some(other) =
+                                override_ids.insert(p.id.clone(), p.defined_at.clone())
+                            {
+                                errors.push(LoadError {
+                                    file: file.to_string(),
+                                    line: 0,
+                                    message: format!(
+                                        "product id {:?} is also defined at {other}",
+                                        p.id
+                                    ),
+                                });
+                            }
+                        } else if let Some(other) = by_id.get(&p.id) {
+                            errors.push(LoadError {
+                                file: file.to_string(),
+                                line: 0,
+                                message: format!(
+                                    "product id {:?} ({}) is also defined at {}",
+                                    p.id, p.defined_at, other.defined_at
+                                ),
+                            });
+                            continue;
+                        }
+                        by_id.insert(p.id.clone(), p);
                     }
                 }
-                Err(e) => errors.push(LoadError {
-                    file: file.to_string(),
-                    message: e.to_string().trim().to_string(),
-                }),
+                Some(FileKind::Policy) => match Policy::parse(text) {
+                    Ok(p) => {
+                        if !is_override && pols.contains_key(&p.id) {
+                            errors.push(LoadError {
+                                file: file.to_string(),
+                                line: 0,
+                                message: format!("policy id {:?} is defined twice", p.id),
+                            });
+                        }
+                        pols.insert(p.id.clone(), p);
+                    }
+                    Err(message) => errors.push(LoadError {
+                        file: file.to_string(),
+                        line: 0,
+                        message,
+                    }),
+                },
+                None => {
+                    // Either it does not parse (say where) or it has neither key.
+                    let err = match toml::from_str::<toml::Table>(text) {
+                        Err(e) => toml_error(file, text, &e),
+                        Ok(_) => LoadError {
+                            file: file.to_string(),
+                            line: 0,
+                            message: "neither a vendor file (`vendor = ...`) nor a policy (`[[ban]]` or `[[require]]`)".into(),
+                        },
+                    };
+                    errors.push(err);
+                }
             }
         }
-        let mut pols = Vec::new();
-        for (file, text) in policies {
-            h.update(file.as_bytes());
-            h.update([0]);
-            h.update(text.as_bytes());
-            h.update([0]);
-            match Policy::parse(text) {
-                Ok(p) => pols.push(p),
-                Err(message) => errors.push(LoadError {
-                    file: file.to_string(),
-                    message,
-                }),
-            }
-        }
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        for w in all.windows(2) {
-            if w[0].id == w[1].id {
-                errors.push(LoadError {
-                    file: "catalog".into(),
-                    message: format!("product id {:?} is defined twice", w[0].id),
-                });
-            }
-        }
-        pols.sort_by(|a, b| a.id.cmp(&b.id));
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
         let digest = hex::encode(h.finalize());
+        let products: Vec<Product> = by_id.into_values().collect();
+        let index = build_index(&products);
         Ok(Catalog {
-            version: format!("builtin-{}", &digest[..12]),
+            version: format!("catalog-{}", &digest[..12]),
             digest,
-            products: all,
-            policies: pols,
+            products,
+            policies: pols.into_values().collect(),
+            index,
         })
     }
 
@@ -273,6 +446,11 @@ impl Catalog {
             .map(|i| &self.products[i])
     }
 
+    /// The policy with this id.
+    pub fn policy(&self, id: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+
     /// The ids of the policies that ban this product.
     pub fn banned_by(&self, product: &Product) -> Vec<String> {
         self.policies
@@ -281,49 +459,243 @@ impl Catalog {
             .map(|p| p.id.clone())
             .collect()
     }
+
+    /// Distinct vendor names.
+    pub fn vendors(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.products.iter().map(|p| p.vendor.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
 }
 
-fn check_product(file: &str, p: &Product, errors: &mut Vec<LoadError>) {
-    let mut err = |message: String| {
-        errors.push(LoadError {
-            file: file.to_string(),
-            message,
-        })
+/// Reads every catalog file of an operator's folder. Only TOML is read;
+/// any other file (but hidden files and `*.md`) is an error naming it.
+pub fn read_dir_files(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
+    let err = |file: &Path, message: String| LoadError {
+        file: file.display().to_string(),
+        line: 0,
+        message,
     };
-    let valid_id = p.id.contains('.')
-        && p.id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    if !valid_id {
-        err(format!(
-            "product id {:?} must be `vendor.product` in lowercase letters, digits and dashes",
-            p.id
-        ));
-    }
-    if p.indicators.is_empty() {
-        err(format!("product {:?} has no indicators", p.id));
-    }
-    for ind in &p.indicators {
-        if ind.value.trim().is_empty() {
-            err(format!(
-                "product {:?}: an indicator has an empty value",
-                p.id
-            ));
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        LoadErrors(vec![err(
+            dir,
+            format!("cannot read the catalog folder: {e}"),
+        )])
+    })?;
+    let mut paths: Vec<_> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with('.') || name.ends_with(".md") {
+            continue;
         }
-        if ind.source.trim().is_empty() {
-            err(format!(
-                "product {:?}: indicator {} {:?} names no source",
-                p.id,
-                ind.kind.as_str(),
-                ind.value
-            ));
+        if !name.ends_with(".toml") {
+            errors.push(err(&p, "not a catalog file: only TOML (*.toml) is read; convert it to TOML or move it out of the folder".into()));
+            continue;
         }
-        if ind.mode == MatchMode::Glob
-            && let Err(e) = globset::Glob::new(&ind.value)
-        {
-            err(format!("product {:?}: bad glob {:?}: {e}", p.id, ind.value));
+        match std::fs::read_to_string(&p) {
+            Ok(t) => out.push((p.display().to_string(), t)),
+            Err(e) => errors.push(err(&p, format!("cannot read: {e}"))),
         }
     }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+fn read_vendor_file(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<Product> {
+    let raw: RawVendorFile = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(toml_error(file, text, &e));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    if raw.vendor.trim().is_empty() {
+        errors.push(LoadError {
+            file: file.into(),
+            line: 1,
+            message: "vendor is empty".into(),
+        });
+    }
+    for sp in raw.products {
+        let line = line_of(text, sp.span().start);
+        let rp = sp.into_inner();
+        let mut err = |line: usize, message: String| {
+            errors.push(LoadError {
+                file: file.to_string(),
+                line,
+                message,
+            })
+        };
+        let valid_id = rp.id.split('.').count() >= 2
+            && rp.id.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            });
+        if !valid_id {
+            err(
+                line,
+                format!(
+                    "product id {:?} must be `vendor.product` in lowercase letters, digits and dashes",
+                    rp.id
+                ),
+            );
+        }
+        if rp.platforms.is_empty() {
+            err(line, format!("product {:?} names no platform", rp.id));
+        }
+        if rp.indicators.is_empty() {
+            err(line, format!("product {:?} has no indicators", rp.id));
+        }
+        let mut indicators = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for si in rp.indicators {
+            let iline = line_of(text, si.span().start);
+            let ri = si.into_inner();
+            let mode = ri.mode.unwrap_or(if ri.platform == Platform::Windows {
+                MatchMode::CaseInsensitive
+            } else {
+                MatchMode::Exact
+            });
+            let ind = Indicator {
+                kind: ri.kind,
+                value: ri.value,
+                mode,
+                proves: ri.proves,
+                platform: ri.platform,
+                source: ri.source,
+            };
+            let what = format!("product {:?}: {} {:?}", rp.id, ind.kind.as_str(), ind.value);
+            if ind.value.trim().is_empty() {
+                err(
+                    iline,
+                    format!(
+                        "product {:?}: a {} indicator has an empty value",
+                        rp.id,
+                        ind.kind.as_str()
+                    ),
+                );
+            }
+            if ind.source.trim().is_empty() {
+                err(
+                    iline,
+                    format!("{what} names no source (every fact needs its public source)"),
+                );
+            }
+            if !rp.platforms.contains(&ind.platform) {
+                err(
+                    iline,
+                    format!(
+                        "{what}: platform {} is not one of the product's platforms",
+                        ind.platform.as_str()
+                    ),
+                );
+            }
+            if mode == MatchMode::Glob {
+                if matches!(ind.kind, ItemKind::Package | ItemKind::Process) {
+                    err(
+                        iline,
+                        format!(
+                            "{what}: globs are not allowed on package and process names (a name fragment is not a product)"
+                        ),
+                    );
+                } else if let Err(e) = glob_for(&ind) {
+                    err(iline, format!("{what}: bad glob: {}", e.kind()));
+                }
+            } else if ind.value.contains(['*', '?']) {
+                err(
+                    iline,
+                    format!("{what} looks like a glob but `match` is {}", mode.as_str()),
+                );
+            }
+            let mut key = String::new();
+            if mode == MatchMode::Exact {
+                key.push_str(&ind.value);
+            } else {
+                fold_into(ind.kind, &ind.value, &mut key);
+            }
+            if !seen.insert((ind.kind, ind.platform, key)) {
+                err(iline, format!("{what} is listed twice"));
+            }
+            indicators.push(ind);
+        }
+        out.push(Product {
+            id: rp.id,
+            vendor: raw.vendor.clone(),
+            name: rp.name,
+            category: rp.category,
+            platforms: rp.platforms,
+            indicators,
+            defined_at: format!("{file}:{line}"),
+        });
+    }
+    out
+}
+
+fn build_index(products: &[Product]) -> Index {
+    let mut index = Index::default();
+    let mut globs: HashMap<ItemKind, (globset::GlobSetBuilder, Vec<IndRef>)> = HashMap::new();
+    let mut key = String::new();
+    for (pi, p) in products.iter().enumerate() {
+        for (ii, ind) in p.indicators.iter().enumerate() {
+            let r = IndRef {
+                product: pi as u32,
+                indicator: ii as u32,
+            };
+            match ind.mode {
+                MatchMode::Exact => index
+                    .exact
+                    .entry(ind.kind)
+                    .or_default()
+                    .entry(ind.value.clone())
+                    .or_default()
+                    .push(r),
+                MatchMode::CaseInsensitive => {
+                    fold_into(ind.kind, &ind.value, &mut key);
+                    index
+                        .folded
+                        .entry(ind.kind)
+                        .or_default()
+                        .entry(key.clone())
+                        .or_default()
+                        .push(r)
+                }
+                MatchMode::Glob => {
+                    // Validated at load; a glob that fails here cannot happen.
+                    if let Ok(g) = glob_for(ind) {
+                        let e = globs
+                            .entry(ind.kind)
+                            .or_insert_with(|| (globset::GlobSetBuilder::new(), Vec::new()));
+                        e.0.add(g);
+                        e.1.push(r);
+                    }
+                }
+            }
+        }
+    }
+    for (kind, (b, refs)) in globs {
+        if let Ok(set) = b.build() {
+            index.globs.insert(kind, (set, refs));
+        }
+    }
+    index
 }
 
 #[cfg(test)]
@@ -336,32 +708,74 @@ mod tests {
         assert!(c.product("kaspersky.endpoint-security-linux").is_some());
         assert!(c.product("clamav.clamav").is_some());
         assert!(c.policies.iter().any(|p| p.id == "bod-17-01"));
-        assert!(c.version.starts_with("builtin-"));
+        assert!(c.version.starts_with("catalog-"));
     }
 
-    #[test]
-    fn every_problem_is_reported_with_its_file() {
-        let bad = r#"
-vendor = "X"
+    const BAD: &str = r#"vendor = "X"
+
 [[products]]
 id = "Bad Id"
 name = "x"
 category = "antivirus"
 platforms = ["linux"]
+
 [[products.indicators]]
 kind = "package"
 value = ""
+platform = "linux"
 proves = "installed"
-source = ""
+
+[[products.indicators]]
+kind = "process"
+value = "x*"
+match = "glob"
+platform = "windows"
+proves = "running"
+source = "s"
 "#;
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_line() {
         let unknown = "vendor = \"Y\"\nfrobnicate = 1\n";
-        let err = Catalog::from_files(&[("a.toml", bad), ("b.toml", unknown)], &[]).unwrap_err();
+        let kind = "vendor = \"Z\"\n[[products]]\nid = \"z.z\"\nname = \"z\"\ncategory = \"antivirus\"\nplatforms = [\"linux\"]\n[[products.indicators]]\nkind = \"toaster\"\nvalue = \"z\"\nplatform = \"linux\"\nproves = \"installed\"\nsource = \"s\"\n";
+        let err = Catalog::from_files(
+            &[("a.toml", BAD), ("b.toml", unknown), ("c.toml", kind)],
+            &[],
+            &[],
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("a.toml"), "{text}");
-        assert!(text.contains("Bad Id"), "{text}");
-        assert!(text.contains("empty value"), "{text}");
-        assert!(text.contains("no source"), "{text}");
-        assert!(text.contains("b.toml"), "{text}");
-        assert!(text.contains("frobnicate"), "{text}");
+        for want in [
+            "a.toml:3: product id \"Bad Id\"",
+            "a.toml:9: product \"Bad Id\": a package indicator has an empty value",
+            "names no source",
+            "a.toml:15:",
+            "globs are not allowed",
+            "platform windows is not one of the product's platforms",
+            "b.toml:2:",
+            "frobnicate",
+            "c.toml:8:",
+            "toaster",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_places_and_overrides_replace() {
+        let one = "vendor = \"V\"\n[[products]]\nid = \"v.p\"\nname = \"P\"\ncategory = \"antivirus\"\nplatforms = [\"linux\"]\n[[products.indicators]]\nkind = \"package\"\nvalue = \"vp\"\nplatform = \"linux\"\nproves = \"installed\"\nsource = \"s\"\n";
+        let err = Catalog::from_files(&[("a.toml", one), ("b.toml", one)], &[], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("also defined at a.toml:2"),
+            "{err}"
+        );
+        let renamed = one.replace("name = \"P\"", "name = \"Q\"");
+        let c = Catalog::from_files(&[("a.toml", one)], &[], &[("local.toml", &renamed)]).unwrap();
+        assert_eq!(c.product("v.p").unwrap().name, "Q");
+        let err = Catalog::from_files(&[], &[], &[("x.toml", "nothing = 1\n")]).unwrap_err();
+        assert!(
+            err.to_string().contains("x.toml:0: neither a vendor file"),
+            "{err}"
+        );
     }
 }

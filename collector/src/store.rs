@@ -352,7 +352,10 @@ impl Store {
                     .bind(host_id)
                     .fetch_all(&mut *tx)
                     .await?;
-            let mut inv = Inventory::default();
+            let mut inv = Inventory {
+                platform: muster_catalog::Platform::parse(&c.facts.platform),
+                ..Inventory::default()
+            };
             for (name, items) in rows {
                 inv.sections.insert(
                     name,
@@ -403,7 +406,7 @@ impl Store {
         sqlx::query(
             "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
              ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
-             agent_detections = $11 WHERE id = $12",
+             agent_detections = $11, platform = $12 WHERE id = $13",
         )
         .bind(&f.hostname)
         .bind(&f.os_name)
@@ -416,6 +419,7 @@ impl Store {
         .bind(c.sequence as i64)
         .bind(&c.catalog_version)
         .bind(json(&c.agent_detections))
+        .bind(&f.platform)
         .bind(host_id)
         .execute(&mut *tx)
         .await?;
@@ -456,6 +460,7 @@ impl Store {
                 arch: row.get("arch"),
                 ips: parse(row.get::<&str, _>("ips"))?,
                 agent_version: row.get("agent_version"),
+                platform: row.get("platform"),
             },
             enrolled_at: row.get("enrolled_at"),
             last_checkin: row.get("last_checkin"),

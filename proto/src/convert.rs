@@ -125,10 +125,10 @@ pub fn detection_to_wire(d: &Detection) -> v1::Detection {
             .evidence
             .iter()
             .map(|e| v1::Evidence {
-                indicator_kind: e.indicator_kind.clone(),
-                indicator_value: e.indicator_value.clone(),
+                kind: e.kind.clone(),
+                value: e.value.clone(),
                 matched: e.matched.clone(),
-                source: e.source.clone(),
+                location: e.location.clone(),
                 state: e.state.as_str().to_string(),
             })
             .collect(),
@@ -140,16 +140,16 @@ pub fn detection_from_wire(d: v1::Detection) -> Result<Detection, InvalidSection
     let state = |s: &str| {
         State::parse(s).ok_or_else(|| InvalidSection(format!("unknown detection state {s:?}")))
     };
-    let category: Category = serde_json::from_value(serde_json::Value::String(d.category.clone()))
-        .map_err(|_| InvalidSection(format!("unknown category {:?}", d.category)))?;
+    let category = Category::parse(&d.category)
+        .ok_or_else(|| InvalidSection(format!("unknown category {:?}", d.category)))?;
     let mut evidence = Vec::with_capacity(d.evidence.len());
     for e in d.evidence {
         evidence.push(Evidence {
             state: state(&e.state)?,
-            indicator_kind: e.indicator_kind,
-            indicator_value: e.indicator_value,
+            kind: e.kind,
+            value: e.value,
             matched: e.matched,
-            source: e.source,
+            location: e.location,
         });
     }
     Ok(Detection {
@@ -173,6 +173,7 @@ pub fn facts_to_wire(f: &HostFacts) -> v1::HostFacts {
         arch: f.arch.clone(),
         ips: f.ips.clone(),
         agent_version: f.agent_version.clone(),
+        platform: f.platform.clone(),
     }
 }
 
@@ -184,6 +185,7 @@ pub fn facts_from_wire(f: v1::HostFacts) -> Result<HostFacts, InvalidSection> {
         ("os_version", &f.os_version),
         ("kernel", &f.kernel),
         ("arch", &f.arch),
+        ("platform", &f.platform),
     ] {
         if v.len() > 256 {
             return Err(InvalidSection(format!(
@@ -202,6 +204,7 @@ pub fn facts_from_wire(f: v1::HostFacts) -> Result<HostFacts, InvalidSection> {
         arch: f.arch,
         ips: f.ips,
         agent_version: f.agent_version,
+        platform: f.platform,
     })
 }
 

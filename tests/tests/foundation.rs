@@ -94,10 +94,10 @@ fn enroll_check_in_and_read_the_fleet() {
         .collect();
     assert_eq!(sections, ["files", "packages", "services"]);
     let ev = detail["detections"][0]["evidence"].as_array().unwrap();
-    assert!(ev.iter().any(|e| e["indicator_kind"] == "package"
+    assert!(ev.iter().any(|e| e["kind"] == "package"
         && e["matched"] == "kesl"
-        && e["source"] == "/var/lib/dpkg/status"));
-    assert!(ev.iter().any(|e| e["indicator_kind"] == "systemd_unit"
+        && e["location"] == "/var/lib/dpkg/status"));
+    assert!(ev.iter().any(|e| e["kind"] == "systemd_unit"
         && e["matched"].as_str().unwrap().starts_with("kesl.service")));
     assert_eq!(detail["detections"][0]["banned_by"][0], "bod-17-01");
     // The agent's own view is kept beside the collector's.
@@ -234,16 +234,14 @@ fn local_scan_prints_detections_with_evidence() {
     assert_eq!(find("kaspersky.network-agent")["state"], "remnant");
     let kesl = find("kaspersky.endpoint-security-linux");
     assert_eq!(kesl["state"], "remnant");
-    assert_eq!(
-        kesl["evidence"][0]["matched"],
-        "/var/opt/kaspersky/kesl (/var/opt/kaspersky/kesl)"
-    );
+    assert_eq!(kesl["evidence"][0]["matched"], "/var/opt/kaspersky/kesl");
+    assert_eq!(kesl["evidence"][0]["kind"], "file_path");
     assert!(
         find("clamav.clamav")["evidence"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["indicator_value"] == "clamav-daemon.service")
+            .any(|e| e["value"] == "clamav-daemon.service")
     );
 
     let table = ok(cmd("muster-agent").args(["scan", "--root"]).arg(&root));

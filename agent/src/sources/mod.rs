@@ -36,20 +36,43 @@ impl SourceError {
     }
 }
 
-/// Takes the inventory of the system under `root`. A source that fails
-/// fails the scan: a section silently left empty would read as "removed".
-pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Result<Inventory, SourceError> {
-    let mut inv = Inventory::default();
-    let mut add = |name: &str, items| {
-        let mut s = Section { items };
-        s.normalise();
-        inv.sections.insert(name.to_string(), s);
+/// A source that could not be read, as reported to the user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScanError {
+    /// The source (`dpkg`, `systemd`, ...).
+    pub source: String,
+    /// Why, naming the path and what to do.
+    pub reason: String,
+}
+
+/// Takes the inventory of the system under `root`. A source that fails is
+/// reported in the errors and its section left out (never sent empty: an
+/// empty section would read as "everything removed").
+pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> (Inventory, Vec<ScanError>) {
+    let mut inv = Inventory {
+        platform: Some(muster_catalog::Platform::Linux),
+        ..Inventory::default()
     };
-    add("packages", dpkg::read(root)?);
-    add("services", systemd::read(root)?);
-    add("files", paths::read(root, catalog));
+    let mut errors = Vec::new();
+    let mut add =
+        |name: &str, source: &str, items: Result<Vec<muster_catalog::Item>, SourceError>| {
+            match items {
+                Ok(items) => {
+                    let mut s = Section { items };
+                    s.normalise();
+                    inv.sections.insert(name.to_string(), s);
+                }
+                Err(e) => errors.push(ScanError {
+                    source: source.to_string(),
+                    reason: e.to_string(),
+                }),
+            }
+        };
+    add("packages", "dpkg", dpkg::read(root));
+    add("services", "systemd", systemd::read(root));
+    add("files", "paths", Ok(paths::read(root, catalog)));
     if live {
-        add("processes", processes::read());
+        add("processes", "processes", Ok(processes::read()));
     }
-    Ok(inv)
+    (inv, errors)
 }

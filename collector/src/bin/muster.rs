@@ -1,6 +1,9 @@
 //! `muster`: the operator's command line. Reads the fleet from a collector
 //! over mutual TLS with an operator certificate.
 
+#[path = "muster/catalog_cmd.rs"]
+mod catalog_cmd;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use muster_proto::channel::connect;
@@ -57,6 +60,11 @@ enum Cmd {
         /// table or json
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Check and browse the product catalog (local: no collector needed)
+    Catalog {
+        #[command(subcommand)]
+        cmd: catalog_cmd::CatalogCmd,
     },
     /// The fleet at a glance: hosts, reporting, stale, products, banned
     #[command(after_help = "Example:\n  muster summary --format json")]
@@ -156,8 +164,8 @@ fn detection_json(d: &v1::Detection, with_evidence: bool) -> Value {
             .iter()
             .map(|e| {
                 json!({
-                    "indicator_kind": e.indicator_kind, "indicator_value": e.indicator_value,
-                    "matched": e.matched, "source": e.source, "state": e.state,
+                    "kind": e.kind, "value": e.value,
+                    "matched": e.matched, "location": e.location, "state": e.state,
                 })
             })
             .collect();
@@ -197,8 +205,13 @@ fn detections_cell(h: &v1::HostSummary) -> String {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Cmd::Catalog { cmd } = cli.cmd {
+        // The catalog is local: no collector needed.
+        return catalog_cmd::run(cmd);
+    }
     let mut c = client(&cli).await?;
     match cli.cmd {
+        Cmd::Catalog { .. } => unreachable!("handled above"),
         Cmd::Hosts { format } => {
             let mut stream = c
                 .list_hosts(v1::ListHostsRequest {})
@@ -357,12 +370,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let ev: Vec<String> = x
                     .evidence
                     .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {} -> {} [{}] ({})",
-                            e.indicator_kind, e.indicator_value, e.matched, e.state, e.source
-                        )
-                    })
+                    .map(|e| format!("{} {} ({}) @ {}", e.kind, e.matched, e.state, e.location))
                     .collect();
                 t.add_row([
                     format!("{}\n{}", x.product, x.product_id),

@@ -1,0 +1,3 @@
+-- The host's platform (linux, windows, macos): the engine matches only the
+-- indicators of the host's own platform.
+ALTER TABLE hosts ADD COLUMN platform TEXT NOT NULL DEFAULT '';
