@@ -326,12 +326,19 @@ impl Catalog {
     /// files and policies). A product or policy in the folder replaces the
     /// built-in one with the same id.
     pub fn with_dir(dir: &Path) -> Result<Catalog, LoadErrors> {
-        let files = read_dir_files(dir)?;
+        let (files, mut errors) = read_dir_files(dir);
         let borrowed: Vec<(&str, &str)> = files
             .iter()
             .map(|(n, t)| (n.as_str(), t.as_str()))
             .collect();
-        Catalog::from_files(BUILTIN_PRODUCTS, BUILTIN_POLICIES, &borrowed)
+        match Catalog::from_files(BUILTIN_PRODUCTS, BUILTIN_POLICIES, &borrowed) {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(LoadErrors(errors)),
+            Err(LoadErrors(more)) => {
+                errors.extend(more);
+                Err(LoadErrors(errors))
+            }
+        }
     }
 
     /// Reads a catalog: built-in vendor and policy files, then overrides
@@ -469,20 +476,22 @@ impl Catalog {
     }
 }
 
-/// Reads every catalog file of an operator's folder. Only TOML is read;
-/// any other file (but hidden files and `*.md`) is an error naming it.
-pub fn read_dir_files(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
+/// Reads every catalog file of an operator's folder: the TOML files' names
+/// and texts, and an error for every other file (but hidden files and
+/// `*.md`) and every file that cannot be read.
+pub fn read_dir_files(dir: &Path) -> (Vec<(String, String)>, Vec<LoadError>) {
     let err = |file: &Path, message: String| LoadError {
         file: file.display().to_string(),
         line: 0,
         message,
     };
-    let rd = std::fs::read_dir(dir).map_err(|e| {
-        LoadErrors(vec![err(
-            dir,
-            format!("cannot read the catalog folder: {e}"),
-        )])
-    })?;
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            let e = err(dir, format!("cannot read the catalog folder: {e}"));
+            return (Vec::new(), vec![e]);
+        }
+    };
     let mut paths: Vec<_> = rd
         .flatten()
         .map(|e| e.path())
@@ -509,11 +518,7 @@ pub fn read_dir_files(dir: &Path) -> Result<Vec<(String, String)>, LoadErrors> {
             Err(e) => errors.push(err(&p, format!("cannot read: {e}"))),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(LoadErrors(errors))
-    }
+    (out, errors)
 }
 
 fn read_vendor_file(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<Product> {

@@ -89,6 +89,10 @@ pub struct Config {
     pub max_connections: usize,
     /// `human` or `json`.
     pub log_format: String,
+    /// A folder of operator catalog files (vendor files, policies) used with
+    /// the built-in catalog; a product there replaces the built-in one with
+    /// the same id.
+    pub catalog_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             agent_certificate_days: 90,
             max_connections: 10_000,
             log_format: "human".into(),
+            catalog_dir: None,
         }
     }
 }
@@ -134,6 +139,11 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 
 # Log format: "human" or "json".
 # log_format = "human"
+
+# A folder of your own catalog files (TOML vendor files and policies), used
+# with the built-in catalog; a product there replaces the built-in one with
+# the same id. Check it with: muster catalog check DIR
+# catalog_dir = "/etc/muster/catalog"
 "#;
 
 impl Config {
@@ -198,6 +208,11 @@ impl Config {
         if self.max_connections == 0 {
             p.push("max_connections must be at least 1".into());
         }
+        if let Some(d) = &self.catalog_dir
+            && let Err(e) = muster_catalog::Catalog::with_dir(d)
+        {
+            p.push(format!("catalog_dir {}: {e}", d.display()));
+        }
         if !matches!(self.log_format.as_str(), "human" | "json") {
             p.push(format!(
                 "log_format = {:?}: use \"human\" or \"json\"",
@@ -205,6 +220,14 @@ impl Config {
             ));
         }
         p
+    }
+
+    /// The catalog: built in, plus `catalog_dir` when set.
+    pub fn catalog(&self) -> Result<muster_catalog::Catalog> {
+        match &self.catalog_dir {
+            Some(d) => Ok(muster_catalog::Catalog::with_dir(d)?),
+            None => Ok(muster_catalog::Catalog::builtin()),
+        }
     }
 
     /// The check-in interval (validated by [`Config::load`]).

@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use muster_catalog::Catalog;
 use muster_collector::config::{Config, DEFAULT_CONFIG, DataDir, parse_duration};
 use muster_collector::pki::Authority;
 use muster_collector::server::{State, serve, tls_config};
@@ -281,7 +280,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
             .with_context(|| format!("cannot read {}", dir.ca_key().display()))?,
     )?;
     let store = open_store(&dir).await?;
-    let catalog = Catalog::builtin();
+    let catalog = config.catalog()?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -163,18 +163,20 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
             if !banned.is_empty() {
                 println!("banned by: {}", banned.join(", "));
             }
-            let mut t = table();
-            t.set_header(["kind", "value", "platform", "proves", "source"]);
+            // One indicator per line and its source on the next, unwrapped,
+            // so URLs stay whole and can be copied.
+            println!("indicators ({}):", p.indicators.len());
             for i in &p.indicators {
-                t.add_row([
-                    i.kind.as_str().to_string(),
-                    format!("{} ({})", i.value, i.mode.as_str()),
-                    i.platform.as_str().to_string(),
-                    i.proves.as_str().to_string(),
-                    i.source.clone(),
-                ]);
+                println!(
+                    "  {:<22} {} ({}, {}, proves {})",
+                    i.kind.as_str(),
+                    i.value,
+                    i.platform.as_str(),
+                    i.mode.as_str(),
+                    i.proves.as_str()
+                );
+                println!("  {:<22} source: {}", "", i.source);
             }
-            println!("{t}");
             Ok(())
         }
     }
