@@ -1,7 +1,8 @@
 //! The detection engine: inventory + catalog -> detections with evidence.
 
+use crate::inventory::Platform;
 use crate::inventory::{Inventory, Item, Presence};
-use crate::model::{Catalog, Category, IndRef, State, fold_into};
+use crate::model::{Catalog, Category, IndRef, Index, State, fold_into};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -71,13 +72,9 @@ pub fn evaluate(inv: &Inventory, catalog: &Catalog) -> Vec<Detection> {
     let mut found: BTreeMap<u32, Vec<Evidence>> = BTreeMap::new();
     let mut versions: BTreeMap<u32, String> = BTreeMap::new();
     let mut folded = String::new();
-    let mut glob_hits = Vec::new();
     let mut hit = |r: IndRef, it: &Item, found: &mut BTreeMap<u32, Vec<Evidence>>| {
         let p = &catalog.products[r.product as usize];
         let ind = &p.indicators[r.indicator as usize];
-        if inv.platform.is_some_and(|pl| pl != ind.platform) {
-            return;
-        }
         if !it.version.is_empty() && it.presence != Presence::Leftover {
             versions
                 .entry(r.product)
@@ -91,28 +88,35 @@ pub fn evaluate(inv: &Inventory, catalog: &Catalog) -> Vec<Detection> {
             state: ind.proves.min(cap(it.presence)),
         });
     };
+    let platforms: &[Platform] = match &inv.platform {
+        Some(p) => std::slice::from_ref(p),
+        None => &[Platform::Linux, Platform::Windows, Platform::Macos],
+    };
     for it in inv.items() {
-        if let Some(refs) = index
-            .exact
-            .get(&it.kind)
-            .and_then(|m| m.get(it.name.as_str()))
-        {
-            for &r in refs {
-                hit(r, it, &mut found);
-            }
-        }
-        if let Some(m) = index.folded.get(&it.kind) {
-            fold_into(it.kind, &it.name, &mut folded);
-            if let Some(refs) = m.get(folded.as_str()) {
+        for &platform in platforms {
+            let slot = &index.by[Index::slot(platform, it.kind)];
+            if let Some(refs) = slot.exact.get(it.name.as_str()) {
                 for &r in refs {
                     hit(r, it, &mut found);
                 }
             }
-        }
-        if let Some((set, refs)) = index.globs.get(&it.kind) {
-            set.matches_into(it.name.as_str(), &mut glob_hits);
-            for &g in &glob_hits {
-                hit(refs[g], it, &mut found);
+            if !slot.folded.is_empty() || slot.globs.iter().any(|g| g.1) {
+                fold_into(it.kind, &it.name, &mut folded);
+            }
+            if let Some(refs) = slot.folded.get(folded.as_str()) {
+                for &r in refs {
+                    hit(r, it, &mut found);
+                }
+            }
+            for (prefix, is_folded, glob, r) in &slot.globs {
+                let name = if *is_folded {
+                    folded.as_str()
+                } else {
+                    it.name.as_str()
+                };
+                if name.starts_with(prefix.as_str()) && glob.is_match(it.name.as_str()) {
+                    hit(*r, it, &mut found);
+                }
             }
         }
     }

@@ -229,13 +229,29 @@ pub(crate) struct IndRef {
     pub indicator: u32,
 }
 
-/// Indicators by kind and normalised value, built once per catalog, so an
-/// inventory is matched item by item with hash lookups.
+/// The indicators of one kind on one platform, ready to match.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KindIndex {
+    /// By exact value.
+    pub exact: rustc_hash::FxHashMap<String, Vec<IndRef>>,
+    /// By folded value (see [`fold_into`]).
+    pub folded: rustc_hash::FxHashMap<String, Vec<IndRef>>,
+    /// Globs, each with the literal text it must start with (folded when
+    /// the glob is case-insensitive), checked before the glob itself.
+    pub globs: Vec<(String, bool, globset::GlobMatcher, IndRef)>,
+}
+
+/// Indicators by platform and kind, built once per catalog, so an inventory
+/// is matched item by item with one array index and a hash lookup or two.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
-    pub exact: HashMap<ItemKind, HashMap<String, Vec<IndRef>>>,
-    pub folded: HashMap<ItemKind, HashMap<String, Vec<IndRef>>>,
-    pub globs: HashMap<ItemKind, (globset::GlobSet, Vec<IndRef>)>,
+    pub by: Vec<KindIndex>,
+}
+
+impl Index {
+    pub fn slot(platform: Platform, kind: ItemKind) -> usize {
+        platform as usize * ItemKind::ALL.len() + kind as usize
+    }
 }
 
 /// Case-folds a value for case-insensitive matching. Windows paths and
@@ -243,6 +259,14 @@ pub(crate) struct Index {
 pub(crate) fn fold_into(kind: ItemKind, value: &str, out: &mut String) {
     out.clear();
     let slashes = matches!(kind, ItemKind::FilePath | ItemKind::RegistryKey);
+    if value.is_ascii() {
+        out.push_str(value);
+        out.make_ascii_lowercase();
+        if slashes && out.contains('/') {
+            *out = out.replace('/', "\\");
+        }
+        return;
+    }
     for c in value.chars() {
         if slashes && c == '/' {
             out.push('\\');
@@ -655,8 +679,9 @@ fn read_vendor_file(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<
 }
 
 fn build_index(products: &[Product]) -> Index {
-    let mut index = Index::default();
-    let mut globs: HashMap<ItemKind, (globset::GlobSetBuilder, Vec<IndRef>)> = HashMap::new();
+    let mut index = Index {
+        by: vec![KindIndex::default(); 3 * ItemKind::ALL.len()],
+    };
     let mut key = String::new();
     for (pi, p) in products.iter().enumerate() {
         for (ii, ind) in p.indicators.iter().enumerate() {
@@ -664,40 +689,32 @@ fn build_index(products: &[Product]) -> Index {
                 product: pi as u32,
                 indicator: ii as u32,
             };
+            let slot = &mut index.by[Index::slot(ind.platform, ind.kind)];
             match ind.mode {
-                MatchMode::Exact => index
-                    .exact
-                    .entry(ind.kind)
-                    .or_default()
-                    .entry(ind.value.clone())
-                    .or_default()
-                    .push(r),
+                MatchMode::Exact => slot.exact.entry(ind.value.clone()).or_default().push(r),
                 MatchMode::CaseInsensitive => {
                     fold_into(ind.kind, &ind.value, &mut key);
-                    index
-                        .folded
-                        .entry(ind.kind)
-                        .or_default()
-                        .entry(key.clone())
-                        .or_default()
-                        .push(r)
+                    slot.folded.entry(key.clone()).or_default().push(r)
                 }
                 MatchMode::Glob => {
                     // Validated at load; a glob that fails here cannot happen.
                     if let Ok(g) = glob_for(ind) {
-                        let e = globs
-                            .entry(ind.kind)
-                            .or_insert_with(|| (globset::GlobSetBuilder::new(), Vec::new()));
-                        e.0.add(g);
-                        e.1.push(r);
+                        let literal: String = ind
+                            .value
+                            .chars()
+                            .take_while(|c| !matches!(c, '*' | '?' | '[' | '{'))
+                            .collect();
+                        let folded = ind.platform == Platform::Windows;
+                        let prefix = if folded {
+                            fold_into(ind.kind, &literal, &mut key);
+                            key.clone()
+                        } else {
+                            literal
+                        };
+                        slot.globs.push((prefix, folded, g.compile_matcher(), r));
                     }
                 }
             }
-        }
-    }
-    for (kind, (b, refs)) in globs {
-        if let Ok(set) = b.build() {
-            index.globs.insert(kind, (set, refs));
         }
     }
     index
