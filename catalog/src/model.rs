@@ -724,6 +724,27 @@ fn build_index(products: &[Product]) -> Index {
 mod tests {
     use super::*;
 
+    /// Each vendor file stands on its own: it parses, every indicator names
+    /// a source, and no indicator is listed twice (from_files checks both).
+    #[test]
+    fn every_builtin_vendor_file_is_valid_alone() {
+        assert!(
+            BUILTIN_PRODUCTS.len() >= 60,
+            "{} vendor files",
+            BUILTIN_PRODUCTS.len()
+        );
+        for (file, text) in BUILTIN_PRODUCTS {
+            let c = Catalog::from_files(&[(file, text)], &[], &[])
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!c.products.is_empty(), "{file} has no product");
+            let vendor = &c.products[0].vendor;
+            for p in &c.products {
+                assert_eq!(&p.vendor, vendor);
+                assert!(p.indicators.iter().all(|i| !i.source.trim().is_empty()));
+            }
+        }
+    }
+
     #[test]
     fn builtin_catalog_loads() {
         let c = Catalog::builtin();
