@@ -13,7 +13,7 @@ pub fn os_release_field(text: &str, key: &str) -> Option<String> {
 
 /// The facts of the system under `root`. For an image (`live` false) the
 /// hostname is the image's own, never this machine's.
-pub fn collect(root: &Path, live: bool) -> HostFacts {
+pub fn collect(root: &Path, live: bool, platform: muster_catalog::Platform) -> HostFacts {
     let os = std::fs::read_to_string(root.join("etc/os-release"))
         .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
         .unwrap_or_default();
@@ -29,7 +29,7 @@ pub fn collect(root: &Path, live: bool) -> HostFacts {
         os_name: os_release_field(&os, "NAME").unwrap_or_else(|| "Linux".into()),
         os_version: os_release_field(&os, "VERSION_ID").unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        platform: "linux".into(),
+        platform: platform.as_str().into(),
         ..HostFacts::default()
     };
     if live {
@@ -73,7 +73,7 @@ mod tests {
             "NAME=\"Fedora Linux\"\nVERSION_ID=40\n",
         )
         .unwrap();
-        let f = collect(&root, false);
+        let f = collect(&root, false, muster_catalog::Platform::Linux);
         assert_eq!(f.hostname, "image-host");
         assert_eq!(f.os_name, "Fedora Linux");
         assert_eq!(f.os_version, "40");

@@ -151,17 +151,17 @@ fn take_report(
     sequence: u64,
 ) -> (Report, Vec<sources::ScanError>) {
     let live = root == std::path::Path::new("/");
-    let (inventory, errors) = sources::scan(root, live, catalog);
-    let detections = evaluate(&inventory, catalog);
+    let scan = sources::scan(root, live, catalog);
+    let detections = evaluate(&scan.inventory, catalog);
     let report = Report {
         sequence,
         scanned_at: now(),
-        facts: facts::collect(root, live),
-        inventory,
+        facts: scan.facts,
+        inventory: scan.inventory,
         detections,
         catalog_version: catalog.version.clone(),
     };
-    (report, errors)
+    (report, scan.errors)
 }
 
 async fn run(cmd: Cmd) -> Result<()> {
@@ -182,7 +182,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             let ca = std::fs::read_to_string(&ca_cert)
                 .with_context(|| format!("cannot read the CA certificate {}", ca_cert.display()))?;
             let dir = StateDir(state_dir);
-            let facts = facts::collect(std::path::Path::new("/"), true);
+            let facts = facts::collect(
+                std::path::Path::new("/"),
+                true,
+                muster_catalog::Platform::Linux,
+            );
             let id = client::enroll(&dir, &collector, &token, &ca, facts).await?;
             println!("enrolled as agent {id}; state in {}", dir.0.display());
             Ok(())

@@ -389,3 +389,45 @@ fn every_debian_package_name_yields_only_real_security_products() {
         }
     }
 }
+
+/// The real Windows 7 SYSTEM hive (McAfee VirusScan Enterprise, and Windows
+/// Defender set to manual start) placed in an image: both vendors are found
+/// with their services as evidence, and the image's own computer name.
+#[test]
+fn a_windows_7_image_yields_mcafee_and_defender() {
+    let hive = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/windows-registry/regipy_SYSTEM");
+    if !hive.exists() {
+        eprintln!(
+            "skipped: {} is absent (a clone without ../shared)",
+            hive.display()
+        );
+        return;
+    }
+    let dir = TempDir::new("win7");
+    // Folder names on a Windows volume come in any case.
+    let config = dir.join("win7/WINDOWS/system32/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::copy(&hive, config.join("SYSTEM")).unwrap();
+    let (v, code) = scan_json(
+        &dir.join("win7"),
+        &["--policy", "bod-17-01", "--fail-on", "banned"],
+    );
+    assert_eq!(code, 0, "no Kaspersky on this image: {}", v["policy"]);
+    assert_eq!(v["host"]["hostname"], "WKS-WIN732BITA");
+    assert_eq!(v["host"]["platform"], "windows");
+    let ids = product_ids(&v);
+    assert!(ids.contains("trellix.virusscan-enterprise"), "{ids:?}");
+    assert!(ids.contains("microsoft.defender-antivirus"), "{ids:?}");
+    let text = v["detections"].to_string();
+    assert!(
+        text.contains("McShield") && text.contains("mfehidk.sys"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HKLM\\\\SYSTEM\\\\ControlSet001\\\\Services\\\\WinDefend"),
+        "{text}"
+    );
+    // Nothing of Linux is matched against a Windows image.
+    assert!(!ids.iter().any(|i| i.contains("linux")), "{ids:?}");
+}

@@ -2,22 +2,24 @@
 //! any other folder for an offline image); only processes need the live system.
 
 pub mod dpkg;
+pub mod hive;
 pub mod paths;
 pub mod processes;
+pub mod system;
 pub mod systemd;
 
-use muster_catalog::{Catalog, Inventory, Section};
+use hive::Hive;
+use muster_catalog::{Catalog, Inventory, Platform, Section};
 use std::path::{Path, PathBuf};
 
 /// A source could not read what it needs.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {path}: {source}{hint}")]
+#[error("cannot read {path}: {reason}")]
 pub struct SourceError {
     /// The file or folder.
     pub path: PathBuf,
-    /// Why.
-    pub source: std::io::Error,
-    hint: &'static str,
+    /// Why, with advice where there is some.
+    pub reason: String,
 }
 
 impl SourceError {
@@ -30,8 +32,15 @@ impl SourceError {
         };
         SourceError {
             path: path.to_path_buf(),
-            source,
-            hint,
+            reason: format!("{source}{hint}"),
+        }
+    }
+
+    /// A file that was read but is not what it should be.
+    pub fn invalid(path: &Path, reason: impl std::fmt::Display) -> Self {
+        SourceError {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
         }
     }
 }
@@ -45,12 +54,24 @@ pub struct ScanError {
     pub reason: String,
 }
 
-/// Takes the inventory of the system under `root`. A source that fails is
-/// reported in the errors and its section left out (never sent empty: an
-/// empty section would read as "everything removed").
-pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> (Inventory, Vec<ScanError>) {
+/// What a scan found.
+pub struct Scan {
+    /// The inventory, one section per source that could be read.
+    pub inventory: Inventory,
+    /// The facts of the system scanned (the image's own, for an image).
+    pub facts: muster_catalog::HostFacts,
+    /// Sources that could not be read.
+    pub errors: Vec<ScanError>,
+}
+
+/// Takes the inventory of the system under `root`, after telling which
+/// system it is. A source that fails is reported in the errors and its
+/// section left out (never sent empty: an empty section would read as
+/// "everything removed").
+pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
+    let platform = system::detect(root);
     let mut inv = Inventory {
-        platform: Some(muster_catalog::Platform::Linux),
+        platform: Some(platform),
         ..Inventory::default()
     };
     let mut errors = Vec::new();
@@ -68,11 +89,62 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> (Inventory, Vec<ScanE
                 }),
             }
         };
-    add("packages", "dpkg", dpkg::read(root));
-    add("services", "systemd", systemd::read(root));
-    add("files", "paths", Ok(paths::read(root, catalog)));
-    if live {
-        add("processes", "processes", Ok(processes::read()));
+    let facts = match platform {
+        Platform::Windows => {
+            let open = |name| Hive::open(root, name).transpose();
+            let system = open("SYSTEM");
+            let software = open("SOFTWARE");
+            let (system, software) = (
+                system
+                    .map_err(|e| add("services", "registry SYSTEM", Err(e)))
+                    .ok()
+                    .flatten(),
+                software
+                    .map_err(|e| add("packages", "registry SOFTWARE", Err(e)))
+                    .ok()
+                    .flatten(),
+            );
+            if let Some(h) = &system {
+                add(
+                    "services",
+                    "registry SYSTEM",
+                    hive::guarded(h, hive::services),
+                );
+            }
+            if let Some(h) = &software {
+                add(
+                    "packages",
+                    "registry SOFTWARE",
+                    hive::guarded(h, hive::uninstall),
+                );
+            }
+            add(
+                "registry",
+                "registry",
+                Ok(hive::catalog_keys(
+                    catalog,
+                    system.as_ref(),
+                    software.as_ref(),
+                )),
+            );
+            add("files", "paths", Ok(paths::read_windows(root, catalog)));
+            hive::facts(system.as_ref(), software.as_ref())
+        }
+        Platform::Linux | Platform::Macos => {
+            if platform == Platform::Linux {
+                add("packages", "dpkg", dpkg::read(root));
+                add("services", "systemd", systemd::read(root));
+            }
+            add("files", "paths", Ok(paths::read(root, catalog, platform)));
+            if live {
+                add("processes", "processes", Ok(processes::read()));
+            }
+            crate::facts::collect(root, live, platform)
+        }
+    };
+    Scan {
+        inventory: inv,
+        facts,
+        errors,
     }
-    (inv, errors)
 }

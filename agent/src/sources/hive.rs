@@ -1,0 +1,364 @@
+//! Windows, from the registry hives of a volume (`Windows/System32/config/
+//! SYSTEM` and `SOFTWARE`): services and drivers of the current control
+//! set, Uninstall entries (64- and 32-bit views), the computer name and the
+//! Windows version, and the registry keys the catalog names. A live Windows
+//! host saves its hives with `reg save` and is read by this same code.
+
+use super::SourceError;
+use super::system::find_ci;
+use muster_catalog::{Catalog, HostFacts, Item, ItemKind, Platform, Presence};
+use regf::RegistryHive;
+use std::path::{Path, PathBuf};
+
+/// Largest hive read, in bytes: a SYSTEM or SOFTWARE hive of a real
+/// machine is tens of MB; anything far larger is not a hive to trust.
+const MAX_HIVE: u64 = 512 << 20;
+
+/// An open hive and where it came from.
+pub struct Hive {
+    hive: RegistryHive,
+    path: PathBuf,
+}
+
+impl Hive {
+    /// Opens the hive `name` (`SYSTEM`, `SOFTWARE`) under `root`; `None`
+    /// when the volume has none.
+    pub fn open(root: &Path, name: &str) -> Option<Result<Hive, SourceError>> {
+        let path = find_ci(root, &["Windows", "System32", "config", name])?;
+        Some(Self::open_file(&path))
+    }
+
+    /// Opens a hive file.
+    pub fn open_file(path: &Path) -> Result<Hive, SourceError> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| SourceError::read(path, e))?
+            .len();
+        if len > MAX_HIVE {
+            return Err(SourceError::invalid(
+                path,
+                format!("{len} bytes is too large for a registry hive"),
+            ));
+        }
+        let data = std::fs::read(path).map_err(|e| SourceError::read(path, e))?;
+        // The parser is third-party code reading untrusted bytes: a panic
+        // in it must cost this source, not the scan.
+        let parsed = std::panic::catch_unwind(|| RegistryHive::from_bytes(data));
+        match parsed {
+            Ok(Ok(hive)) => Ok(Hive {
+                hive,
+                path: path.to_path_buf(),
+            }),
+            Ok(Err(e)) => Err(SourceError::invalid(
+                path,
+                format!("not a readable registry hive: {e}"),
+            )),
+            Err(_) => Err(SourceError::invalid(
+                path,
+                "not a readable registry hive (the parser gave up)",
+            )),
+        }
+    }
+
+    fn key(&self, path: &str) -> Option<regf::hive::RegistryKey<'_>> {
+        self.hive.open_key(path).ok()
+    }
+
+    /// `ControlSetNNN` named by `Select\Current` (001 when absent).
+    fn current_control_set(&self) -> String {
+        let n = self
+            .key("Select")
+            .and_then(|k| k.value("Current").ok())
+            .and_then(|v| v.dword_data().ok())
+            .unwrap_or(1);
+        format!("ControlSet{n:03}")
+    }
+}
+
+fn string(key: &regf::hive::RegistryKey<'_>, name: &str) -> Option<String> {
+    key.value(name)
+        .ok()
+        .and_then(|v| v.string_data().ok())
+        .map(|s| s.trim_end_matches('\0').to_string())
+}
+
+fn dword(key: &regf::hive::RegistryKey<'_>, name: &str) -> Option<u32> {
+    key.value(name).ok().and_then(|v| v.dword_data().ok())
+}
+
+/// The file name at the end of an ImagePath (`system32\drivers\klif.sys`,
+/// `"C:\Program Files\X\svc.exe" -k y`, `\SystemRoot\...`).
+pub fn image_file(image_path: &str) -> Option<String> {
+    let s = image_path.trim();
+    let s = match s.strip_prefix('"') {
+        Some(rest) => rest.split('"').next().unwrap_or(rest),
+        None => s.split(" -").next().unwrap_or(s).trim(),
+    };
+    let name = s.rsplit(['\\', '/']).next()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Runs a reader over a hive, turning a panic inside the third-party hive
+/// parser (on a damaged hive) into this source's error.
+pub fn guarded(
+    hive: &Hive,
+    read: impl FnOnce(&Hive) -> Vec<Item>,
+) -> Result<Vec<Item>, SourceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(hive)))
+        .map_err(|_| SourceError::invalid(&hive.path, "damaged registry hive (the parser gave up)"))
+}
+
+/// Services and drivers of the current control set. A driver (Type 1, 2
+/// or 8) is reported both by its service name and by its file name; a
+/// service or driver whose Start is 4 (disabled) is a leftover.
+pub fn services(system: &Hive) -> Vec<Item> {
+    let cs = system.current_control_set();
+    let Some(services) = system.key(&format!("{cs}\\Services")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for k in services.subkeys().unwrap_or_default() {
+        let name = k.name();
+        let kind = dword(&k, "Type").unwrap_or(0);
+        let start = dword(&k, "Start");
+        let image = string(&k, "ImagePath").unwrap_or_default();
+        // Keys without a Type are parameters or leftovers of old drivers.
+        if kind == 0 && image.is_empty() {
+            continue;
+        }
+        let presence = if start == Some(4) {
+            Presence::Leftover
+        } else {
+            Presence::Present
+        };
+        let source = format!("HKLM\\SYSTEM\\{cs}\\Services\\{name}");
+        let version = String::new();
+        out.push(Item {
+            kind: ItemKind::Service,
+            name: name.clone(),
+            version: version.clone(),
+            path: image.clone(),
+            presence,
+            source: source.clone(),
+        });
+        if kind & 0xB != 0 && kind < 0x10 {
+            let file = image_file(&image).unwrap_or_else(|| format!("{name}.sys"));
+            out.push(Item {
+                kind: ItemKind::Driver,
+                name: file,
+                version,
+                path: image,
+                presence,
+                source: source.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Uninstall entries of both registry views, by DisplayName, with
+/// DisplayVersion.
+pub fn uninstall(software: &Hive) -> Vec<Item> {
+    let mut out = Vec::new();
+    for view in [
+        "Microsoft\\Windows\\CurrentVersion\\Uninstall",
+        "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
+    ] {
+        let Some(key) = software.key(view) else {
+            continue;
+        };
+        for k in key.subkeys().unwrap_or_default() {
+            let Some(display) = string(&k, "DisplayName").filter(|s| !s.trim().is_empty()) else {
+                continue;
+            };
+            out.push(Item {
+                kind: ItemKind::UninstallDisplayName,
+                name: display,
+                version: string(&k, "DisplayVersion").unwrap_or_default(),
+                path: string(&k, "InstallLocation").unwrap_or_default(),
+                presence: Presence::Present,
+                source: format!("HKLM\\SOFTWARE\\{view}\\{}", k.name()),
+            });
+        }
+    }
+    out
+}
+
+/// The registry keys that the catalog names and that exist in the hives.
+pub fn catalog_keys(
+    catalog: &Catalog,
+    system: Option<&Hive>,
+    software: Option<&Hive>,
+) -> Vec<Item> {
+    let cs = system.map(Hive::current_control_set);
+    let mut out = Vec::new();
+    for ind in catalog.products.iter().flat_map(|p| &p.indicators) {
+        if ind.kind != ItemKind::RegistryKey || ind.platform != Platform::Windows {
+            continue;
+        }
+        let v = ind.value.replace('/', "\\");
+        let upper = v.to_ascii_uppercase();
+        let found = if let Some(rest) = upper.strip_prefix("HKLM\\SOFTWARE\\").map(|_| &v[14..]) {
+            software.is_some_and(|h| h.key(rest).is_some())
+        } else if let Some(rest) = upper.strip_prefix("HKLM\\SYSTEM\\").map(|_| &v[12..]) {
+            let rest = match (
+                &cs,
+                rest.to_ascii_uppercase().strip_prefix("CURRENTCONTROLSET"),
+            ) {
+                (Some(cs), Some(_)) => format!("{cs}{}", &rest[17..]),
+                _ => rest.to_string(),
+            };
+            system.is_some_and(|h| h.key(&rest).is_some())
+        } else {
+            false
+        };
+        if found {
+            out.push(Item {
+                kind: ItemKind::RegistryKey,
+                name: ind.value.clone(),
+                version: String::new(),
+                path: String::new(),
+                presence: Presence::Present,
+                source: "registry".into(),
+            });
+        }
+    }
+    out
+}
+
+/// Host facts of a Windows volume: its computer name and Windows version.
+pub fn facts(system: Option<&Hive>, software: Option<&Hive>) -> HostFacts {
+    let mut f = HostFacts {
+        os_name: "Windows".into(),
+        platform: "windows".into(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        ..HostFacts::default()
+    };
+    if let Some(h) = system {
+        let cs = h.current_control_set();
+        if let Some(k) = h.key(&format!("{cs}\\Control\\ComputerName\\ComputerName")) {
+            f.hostname = string(&k, "ComputerName").unwrap_or_default();
+        }
+    }
+    if let Some(k) = software.and_then(|h| h.key("Microsoft\\Windows NT\\CurrentVersion")) {
+        if let Some(p) = string(&k, "ProductName") {
+            f.os_name = p;
+        }
+        let version = string(&k, "DisplayVersion").or_else(|| string(&k, "CurrentVersion"));
+        let build = string(&k, "CurrentBuild").or_else(|| string(&k, "CurrentBuildNumber"));
+        f.os_version = match (version, build) {
+            (Some(v), Some(b)) => format!("{v} (build {b})"),
+            (Some(v), None) => v,
+            (None, Some(b)) => format!("build {b}"),
+            (None, None) => String::new(),
+        };
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_paths_give_file_names() {
+        assert_eq!(
+            image_file("system32\\drivers\\mfehidk.sys").unwrap(),
+            "mfehidk.sys"
+        );
+        assert_eq!(
+            image_file("\"C:\\Program Files\\McAfee\\mcshield.exe\"").unwrap(),
+            "mcshield.exe"
+        );
+        assert_eq!(
+            image_file("%SystemRoot%\\System32\\svchost.exe -k secsvcs").unwrap(),
+            "svchost.exe"
+        );
+        assert_eq!(
+            image_file("\\SystemRoot\\system32\\DRIVERS\\klif.sys").unwrap(),
+            "klif.sys"
+        );
+        assert!(image_file("").is_none());
+    }
+
+    fn fixture(name: &str) -> Option<PathBuf> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/windows-registry")
+            .join(name);
+        if p.exists() {
+            Some(p)
+        } else {
+            eprintln!(
+                "skipped: {} is absent (a clone without ../shared)",
+                p.display()
+            );
+            None
+        }
+    }
+
+    #[test]
+    fn the_windows_7_system_hive_has_mcafee_and_defender() {
+        let Some(p) = fixture("regipy_SYSTEM") else {
+            return;
+        };
+        let h = Hive::open_file(&p).unwrap();
+        let items = services(&h);
+        let svc = |n: &str| {
+            items
+                .iter()
+                .find(|i| i.kind == ItemKind::Service && i.name == n)
+        };
+        let names: std::collections::BTreeSet<_> = items
+            .iter()
+            .filter(|i| i.kind == ItemKind::Service)
+            .map(|i| i.name.as_str())
+            .collect();
+        assert!(names.len() >= 400, "{} services", names.len());
+        assert!(svc("McShield").is_some());
+        // WinDefend is present but set to manual start: installed, not a leftover.
+        assert_eq!(svc("WinDefend").unwrap().presence, Presence::Present);
+        let drv = items
+            .iter()
+            .find(|i| i.kind == ItemKind::Driver && i.name == "mfehidk.sys")
+            .unwrap();
+        assert_eq!(drv.path, "system32\\drivers\\mfehidk.sys");
+        assert_eq!(facts(Some(&h), None).hostname, "WKS-WIN732BITA");
+    }
+
+    #[test]
+    fn the_software_delta_hive_has_its_uninstall_entries() {
+        let Some(p) = fixture("scancode_Software_Delta") else {
+            return;
+        };
+        let h = Hive::open_file(&p).unwrap();
+        let items = uninstall(&h);
+        // 7 entries in the 64-bit view and 1 in WOW6432Node, per the fixture's README.
+        let in_wow = items
+            .iter()
+            .filter(|i| i.source.contains("WOW6432Node"))
+            .count();
+        assert!(
+            items.iter().any(|i| i.name.contains("Python 3.9.5")),
+            "{items:?}"
+        );
+        assert_eq!(in_wow, 1, "{items:?}");
+    }
+
+    #[test]
+    fn a_damaged_hive_is_an_error_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("muster-hive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("SYSTEM");
+        std::fs::write(&p, b"regf\0\0\0\0 this is not a hive").unwrap();
+        let e = Hive::open_file(&p).err().unwrap();
+        assert!(e.to_string().contains("registry hive"), "{e}");
+        if let Some(real) = fixture("regipy_SYSTEM") {
+            let bytes = std::fs::read(real).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() / 3]).unwrap();
+            // Truncated: either refused or read partially, never a panic.
+            if let Ok(h) = Hive::open_file(&p) {
+                let _ = services(&h);
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
