@@ -50,7 +50,7 @@ pub fn read_windows(root: &Path, catalog: &Catalog) -> Vec<Item> {
             _ => continue,
         };
         let parts: Vec<&str> = rel.split('\\').filter(|p| !p.is_empty()).collect();
-        if parts.is_empty() || parts.iter().any(|p| *p == "..") {
+        if parts.is_empty() || parts.contains(&"..") {
             continue;
         }
         if find_ci(root, &parts).is_some() {
