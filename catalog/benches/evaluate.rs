@@ -17,6 +17,7 @@ fn item(kind: ItemKind, name: String, presence: Presence) -> Item {
         path: String::new(),
         presence,
         source: "bench".into(),
+        attrs: Default::default(),
     }
 }
 

@@ -156,6 +156,7 @@ mod tests {
             path: String::new(),
             presence,
             source: "test".into(),
+            attrs: Default::default(),
         }
     }
 

@@ -6,12 +6,15 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// How present an inventory item is on the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Presence {
     /// Only leftovers: a package removed but not purged, a disabled unit.
     Leftover,
     /// Installed or registered.
+    #[default]
     Present,
     /// Running now: a process, a loaded module.
     Active,
@@ -39,10 +42,13 @@ impl Presence {
 }
 
 /// The kinds of fact an inventory holds; indicators of the same kind match them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemKind {
     /// An installed package (dpkg, rpm, apk, pacman).
+    #[default]
     Package,
     /// A service: Windows service key name, systemd service name, SysV script.
     Service,
@@ -151,7 +157,7 @@ impl Platform {
 }
 
 /// One fact about the host.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Item {
     /// What kind of fact.
     pub kind: ItemKind,
@@ -167,6 +173,51 @@ pub struct Item {
     pub presence: Presence,
     /// Where the fact was read, e.g. `/var/lib/dpkg/status`.
     pub source: String,
+    /// Further facts a source knows, by name: `manager` (dpkg, rpm, apk,
+    /// pacman, snap, windows-uninstall, macos-app, macos-receipt),
+    /// `status`, `release`, `epoch`, `vendor`, `publisher`, `display_name`,
+    /// `start`, `arch`. Shown in snapshots; not matched by the engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl Item {
+    /// An item with no version, path or attributes.
+    pub fn new(
+        kind: ItemKind,
+        name: impl Into<String>,
+        presence: Presence,
+        source: impl Into<String>,
+    ) -> Item {
+        Item {
+            kind,
+            name: name.into(),
+            presence,
+            source: source.into(),
+            ..Item::default()
+        }
+    }
+
+    /// Sets the version.
+    pub fn version(mut self, v: impl Into<String>) -> Item {
+        self.version = v.into();
+        self
+    }
+
+    /// Sets the path.
+    pub fn path(mut self, p: impl Into<String>) -> Item {
+        self.path = p.into();
+        self
+    }
+
+    /// Adds an attribute (empty values are left out).
+    pub fn attr(mut self, k: &str, v: impl Into<String>) -> Item {
+        let v = v.into();
+        if !v.is_empty() {
+            self.attrs.insert(k.to_string(), v);
+        }
+        self
+    }
 }
 
 /// A named part of the inventory that is sent and stored as a whole, so that
@@ -193,6 +244,7 @@ impl Section {
         sorted.dedup();
         let mut h = Sha256::new();
         for it in sorted {
+            let attrs = it.attrs.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]);
             for field in [
                 it.kind.as_str(),
                 &it.name,
@@ -200,7 +252,10 @@ impl Section {
                 &it.path,
                 it.presence.as_str(),
                 &it.source,
-            ] {
+            ]
+            .into_iter()
+            .chain(attrs)
+            {
                 h.update((field.len() as u64).to_le_bytes());
                 h.update(field.as_bytes());
             }
@@ -247,6 +302,7 @@ mod tests {
             path: String::new(),
             presence: Presence::Present,
             source: "/var/lib/dpkg/status".into(),
+            attrs: Default::default(),
         }
     }
 

@@ -23,6 +23,11 @@ pub fn item_to_wire(it: &Item) -> v1::Item {
         path: it.path.clone(),
         presence: it.presence.as_str().to_string(),
         source: it.source.clone(),
+        attrs: it
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -57,6 +62,17 @@ pub fn item_from_wire(it: v1::Item) -> Result<Item, InvalidSection> {
             )));
         }
     }
+    if it.attrs.len() > 32
+        || it
+            .attrs
+            .iter()
+            .any(|(k, v)| k.len() > 64 || v.len() > MAX_FIELD)
+    {
+        return Err(InvalidSection(format!(
+            "item {:?}: too many or too long attributes",
+            truncate(&it.name)
+        )));
+    }
     Ok(Item {
         kind,
         name: it.name,
@@ -64,6 +80,7 @@ pub fn item_from_wire(it: v1::Item) -> Result<Item, InvalidSection> {
         path: it.path,
         presence,
         source: it.source,
+        attrs: it.attrs.into_iter().collect(),
     })
 }
 
@@ -222,6 +239,7 @@ mod tests {
                 path: String::new(),
                 presence: Presence::Present,
                 source: "/var/lib/dpkg/status".into(),
+                attrs: Default::default(),
             }],
         };
         let wire = section_to_wire("packages", &s);

@@ -39,6 +39,7 @@ fn package(name: &str) -> Item {
         path: String::new(),
         presence: Presence::Present,
         source: "/var/lib/dpkg/status".into(),
+        attrs: Default::default(),
     }
 }
 

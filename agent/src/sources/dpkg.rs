@@ -33,6 +33,7 @@ pub fn parse(text: &str, source: &str) -> Vec<Item> {
         let mut name = None;
         let mut version = "";
         let mut status = None;
+        let mut arch = "";
         for line in para.lines() {
             if line.starts_with([' ', '\t']) {
                 continue; // continuation of a multi-line field
@@ -45,6 +46,7 @@ pub fn parse(text: &str, source: &str) -> Vec<Item> {
                 "Package" => name = Some(value),
                 "Version" => version = value,
                 "Status" => status = Some(value),
+                "Architecture" => arch = value,
                 _ => {}
             }
         }
@@ -57,14 +59,16 @@ pub fn parse(text: &str, source: &str) -> Vec<Item> {
         let Some(presence) = presence(status) else {
             continue;
         };
-        out.push(Item {
-            kind: ItemKind::Package,
-            name: name.to_string(),
-            version: version.to_string(),
-            path: String::new(),
-            presence,
-            source: source.to_string(),
-        });
+        out.push(
+            Item::new(ItemKind::Package, name, presence, source)
+                .version(version)
+                .attr("manager", "dpkg")
+                .attr(
+                    "status",
+                    status.split_whitespace().nth(2).unwrap_or_default(),
+                )
+                .attr("arch", arch),
+        );
     }
     out
 }

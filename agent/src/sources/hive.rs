@@ -131,26 +131,23 @@ pub fn services(system: &Hive) -> Vec<Item> {
             Presence::Present
         };
         let source = format!("HKLM\\SYSTEM\\{cs}\\Services\\{name}");
-        let version = String::new();
-        out.push(Item {
-            kind: ItemKind::Service,
-            name: name.clone(),
-            version: version.clone(),
-            path: image.clone(),
-            presence,
-            source: source.clone(),
-        });
-        if kind & 0xB != 0 && kind < 0x10 {
+        let display = string(&k, "DisplayName").unwrap_or_default();
+        let start = start.map(|s| s.to_string()).unwrap_or_default();
+        let is_driver = kind & 0xB != 0 && kind < 0x10;
+        let service = Item::new(ItemKind::Service, name.as_str(), presence, source.as_str())
+            .path(image.as_str())
+            .attr("display_name", display.as_str())
+            .attr("start", start.as_str())
+            .attr("kind", if is_driver { "driver" } else { "service" });
+        if is_driver {
             let file = image_file(&image).unwrap_or_else(|| format!("{name}.sys"));
             out.push(Item {
                 kind: ItemKind::Driver,
                 name: file,
-                version,
-                path: image,
-                presence,
-                source: source.clone(),
+                ..service.clone()
             });
         }
+        out.push(service);
     }
     out
 }
@@ -170,14 +167,31 @@ pub fn uninstall(software: &Hive) -> Vec<Item> {
             let Some(display) = string(&k, "DisplayName").filter(|s| !s.trim().is_empty()) else {
                 continue;
             };
-            out.push(Item {
-                kind: ItemKind::UninstallDisplayName,
-                name: display,
-                version: string(&k, "DisplayVersion").unwrap_or_default(),
-                path: string(&k, "InstallLocation").unwrap_or_default(),
-                presence: Presence::Present,
-                source: format!("HKLM\\SOFTWARE\\{view}\\{}", k.name()),
-            });
+            let item = Item::new(
+                ItemKind::UninstallDisplayName,
+                display,
+                Presence::Present,
+                format!("HKLM\\SOFTWARE\\{view}\\{}", k.name()),
+            )
+            .version(string(&k, "DisplayVersion").unwrap_or_default())
+            .path(string(&k, "InstallLocation").unwrap_or_default())
+            .attr("manager", "windows-uninstall")
+            .attr("publisher", string(&k, "Publisher").unwrap_or_default())
+            .attr(
+                "system_component",
+                dword(&k, "SystemComponent")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            )
+            .attr(
+                "view",
+                if view.starts_with("WOW6432Node") {
+                    "32-bit"
+                } else {
+                    "64-bit"
+                },
+            );
+            out.push(item);
         }
     }
     out
@@ -219,6 +233,7 @@ pub fn catalog_keys(
                 path: String::new(),
                 presence: Presence::Present,
                 source: "registry".into(),
+                attrs: Default::default(),
             });
         }
     }

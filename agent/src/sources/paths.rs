@@ -26,6 +26,7 @@ pub fn read(root: &Path, catalog: &Catalog, platform: Platform) -> Vec<Item> {
                 path: ind.value.clone(),
                 presence: Presence::Present,
                 source: "filesystem".into(),
+                attrs: Default::default(),
             });
         }
     }
@@ -61,6 +62,7 @@ pub fn read_windows(root: &Path, catalog: &Catalog) -> Vec<Item> {
                 path: ind.value.clone(),
                 presence: Presence::Present,
                 source: "filesystem".into(),
+                attrs: Default::default(),
             });
         }
     }

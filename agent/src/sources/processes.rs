@@ -39,6 +39,7 @@ pub fn read() -> Vec<Item> {
             path,
             presence: Presence::Active,
             source: "/proc".into(),
+            attrs: Default::default(),
         });
     }
     out

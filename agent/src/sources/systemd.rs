@@ -118,6 +118,7 @@ pub fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
                 path: path.clone(),
                 presence,
                 source: "systemd".into(),
+                attrs: Default::default(),
             });
         }
         out.push(Item {
@@ -127,6 +128,7 @@ pub fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
             path,
             presence,
             source: "systemd".into(),
+            attrs: Default::default(),
         });
     }
     out.extend(read_sysv(root)?);
@@ -165,6 +167,7 @@ fn read_sysv(root: &Path) -> Result<Vec<Item>, SourceError> {
                 Presence::Leftover
             },
             source: "sysv-init".into(),
+            attrs: Default::default(),
         });
     }
     Ok(out)

@@ -24,6 +24,7 @@ fn item(kind: ItemKind, name: &str, presence: Presence) -> Item {
         path: String::new(),
         presence,
         source: "bench".into(),
+        attrs: Default::default(),
     }
 }
 
