@@ -26,7 +26,9 @@ pub fn collect(root: &Path, live: bool, platform: muster_catalog::Platform) -> H
     };
     let mut facts = HostFacts {
         hostname,
-        os_name: os_release_field(&os, "NAME").unwrap_or_else(|| "Linux".into()),
+        os_name: os_release_field(&os, "NAME")
+            .or_else(|| os_release_field(&os, "ID"))
+            .unwrap_or_else(|| "Linux".into()),
         os_version: os_release_field(&os, "VERSION_ID").unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         platform: platform.as_str().into(),

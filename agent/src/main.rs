@@ -3,6 +3,7 @@
 
 mod client;
 mod facts;
+mod snapshot;
 mod sources;
 mod state;
 
@@ -100,6 +101,21 @@ enum Cmd {
         /// A folder of extra catalog files (vendor files, policies) to use with the built-in catalog
         #[arg(long, env = "MUSTER_CATALOG_DIR")]
         catalog_dir: Option<PathBuf>,
+        /// Evaluate a snapshot written by `muster-agent collect` instead of scanning
+        #[arg(long, conflicts_with = "root")]
+        snapshot: Option<PathBuf>,
+    },
+    /// Write this host's (or an image's) inventory to a JSON snapshot, for air-gapped hosts
+    #[command(
+        after_help = "The format is documented in docs/snapshot.md.\n\nExample:\n  muster-agent collect --out /media/usb/$(hostname).json\n  muster-agent collect --root /mnt/image --out image.json"
+    )]
+    Collect {
+        /// Root of the system to inventory: / for this host, or a mounted image
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The snapshot file to write
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -226,12 +242,36 @@ async fn run(cmd: Cmd) -> Result<()> {
                 }
             }
         }
+        Cmd::Collect { root, out } => {
+            let catalog = Catalog::builtin();
+            let live = root == std::path::Path::new("/");
+            let scan = sources::scan(&root, live, &catalog);
+            for e in &scan.errors {
+                eprintln!("warning: {}: {}", e.source, e.reason);
+            }
+            let doc = snapshot::to_json(&scan.facts, &scan.inventory, &scan.errors, now());
+            snapshot::write(&out, &doc)?;
+            let counts: Vec<String> = scan
+                .inventory
+                .sections
+                .iter()
+                .map(|(n, s)| format!("{} {n}", s.items.len()))
+                .collect();
+            println!(
+                "snapshot of {} written to {}: {}",
+                scan.facts.hostname,
+                out.display(),
+                counts.join(", ")
+            );
+            Ok(())
+        }
         Cmd::Scan {
             root,
             format,
             policy,
             fail_on,
             catalog_dir,
+            snapshot,
         } => {
             let catalog = match &catalog_dir {
                 Some(d) => Catalog::with_dir(d)?,
@@ -248,7 +288,22 @@ async fn run(cmd: Cmd) -> Result<()> {
                 None => None,
             };
             let started = std::time::Instant::now();
-            let (r, errors) = take_report(&root, &catalog, 0);
+            let (r, errors) = match &snapshot {
+                Some(path) => {
+                    let s = snapshot::read(path)?;
+                    let detections = evaluate(&s.inventory, &catalog);
+                    let report = Report {
+                        sequence: 0,
+                        scanned_at: s.collected_at,
+                        facts: s.host,
+                        inventory: s.inventory,
+                        detections,
+                        catalog_version: catalog.version.clone(),
+                    };
+                    (report, s.errors)
+                }
+                None => take_report(&root, &catalog, 0),
+            };
             let verdict = policy.map(|p| p.verdict(&r.detections, r.inventory.platform));
             print_scan(&r, verdict.as_ref(), &errors, format, started.elapsed());
             if std::env::var_os("MUSTER_STATS").is_some() {

@@ -46,7 +46,7 @@ impl SourceError {
 }
 
 /// A source that could not be read, as reported to the user.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ScanError {
     /// The source (`dpkg`, `systemd`, ...).
     pub source: String,

@@ -1,0 +1,129 @@
+//! Offline images and snapshots, from the outside: `muster-agent collect`
+//! and `scan --snapshot` on images built around real fixtures.
+
+use muster_tests::*;
+use std::path::{Path, PathBuf};
+
+fn fixture(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (a clone without ../shared)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn collect(root: &Path, out: &Path) -> serde_json::Value {
+    ok(cmd("muster-agent")
+        .args(["collect", "--root"])
+        .arg(root)
+        .arg("--out")
+        .arg(out));
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
+}
+
+#[test]
+fn a_windows_image_is_collected_with_its_services_and_drivers() {
+    let Some(hive) = fixture("windows-registry/regipy_SYSTEM") else {
+        return;
+    };
+    let dir = TempDir::new("win-collect");
+    let config = dir.join("win7/Windows/System32/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::copy(hive, config.join("SYSTEM")).unwrap();
+    let snap = collect(&dir.join("win7"), &dir.join("win7.json"));
+    assert_eq!(snap["format_version"], 1);
+    assert_eq!(snap["host"]["hostname"], "WKS-WIN732BITA");
+    let services = snap["services"].as_array().unwrap();
+    assert!(services.len() >= 400, "{} services", services.len());
+    let by_name = |n: &str| {
+        services
+            .iter()
+            .find(|s| s["name"].as_str().unwrap().eq_ignore_ascii_case(n))
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    assert_eq!(by_name("mfehidk")["kind"], "driver");
+    assert_eq!(by_name("McShield")["kind"], "service");
+    assert_eq!(by_name("McShield")["display_name"], "McAfee McShield");
+    assert_eq!(by_name("WinDefend")["start"], "3");
+
+    // The snapshot, evaluated elsewhere, finds what a scan of the image finds.
+    let from_snapshot = ok(cmd("muster-agent")
+        .args(["scan", "--format", "json", "--snapshot"])
+        .arg(dir.join("win7.json")));
+    let direct = ok(cmd("muster-agent")
+        .args(["scan", "--format", "json", "--root"])
+        .arg(dir.join("win7")));
+    let ids = |t: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(t).unwrap();
+        v["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["product_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&from_snapshot), ids(&direct));
+    assert!(
+        ids(&direct)
+            .iter()
+            .any(|i| i == "trellix.virusscan-enterprise")
+    );
+}
+
+#[test]
+fn dpkg_remnants_and_bad_snapshots() {
+    let Some(status) = fixture("dpkg/trivy_status") else {
+        return;
+    };
+    let dir = TempDir::new("dpkg-collect");
+    let root = dir.join("ubuntu");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "ID=ubuntu\nVERSION_ID=\"18.04\"\n",
+    )
+    .unwrap();
+    std::fs::copy(status, root.join("var/lib/dpkg/status")).unwrap();
+    let snap = collect(&root, &dir.join("u.json"));
+    let pkgs = snap["packages"].as_array().unwrap();
+    let installed = pkgs.iter().filter(|p| p["status"] == "installed").count();
+    assert_eq!(installed, 90, "the fixture has 90 installed packages");
+    let git = pkgs.iter().find(|p| p["name"] == "git").unwrap();
+    assert_eq!(git["status"], "config-files");
+    assert_eq!(git["presence"], "leftover");
+    assert_eq!(snap["host"]["os"], "ubuntu");
+    assert_eq!(snap["host"]["os_version"], "18.04");
+
+    // A snapshot from another version, and a damaged one: clear errors.
+    let mut other = snap.clone();
+    other["format_version"] = serde_json::json!(2);
+    std::fs::write(dir.join("v2.json"), other.to_string()).unwrap();
+    let err = fails(
+        cmd("muster-agent")
+            .args(["scan", "--snapshot"])
+            .arg(dir.join("v2.json")),
+    );
+    assert!(
+        err.contains("format version 2") && err.contains("v2.json"),
+        "{err}"
+    );
+    let text = snap.to_string();
+    std::fs::write(dir.join("cut.json"), &text[..text.len() / 2]).unwrap();
+    let err = fails(
+        cmd("muster-agent")
+            .args(["scan", "--snapshot"])
+            .arg(dir.join("cut.json")),
+    );
+    assert!(
+        err.contains("cut.json") && err.contains("not valid JSON"),
+        "{err}"
+    );
+}
