@@ -14,13 +14,19 @@ pub fn os_release_field(text: &str, key: &str) -> Option<String> {
 /// The facts of the system under `root`. For an image (`live` false) the
 /// hostname is the image's own, never this machine's.
 pub fn collect(root: &Path, live: bool, platform: muster_catalog::Platform) -> HostFacts {
-    let os = std::fs::read_to_string(root.join("etc/os-release"))
-        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
+    let text = |rel: &str| {
+        crate::sources::fsroot::read(root, rel)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    let os = text("etc/os-release")
+        .or_else(|| text("usr/lib/os-release"))
         .unwrap_or_default();
     let hostname = if live {
         sysinfo::System::host_name().unwrap_or_default()
     } else {
-        std::fs::read_to_string(root.join("etc/hostname"))
+        text("etc/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };

@@ -127,3 +127,41 @@ fn dpkg_remnants_and_bad_snapshots() {
         "{err}"
     );
 }
+
+/// An image whose links point at the scanning machine's own files, or loop:
+/// nothing of this machine is read, and the scan ends.
+#[test]
+fn a_hostile_image_cannot_make_the_agent_read_outside_it() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new("hostile");
+    let root = dir.join("img");
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::fs::create_dir_all(root.join("lib/systemd")).unwrap();
+    // Relative links climbing out, absolute links (which mean the image's
+    // own paths), and a loop.
+    symlink(
+        "../../../../../../../var/lib/dpkg",
+        root.join("var/lib/dpkg"),
+    )
+    .unwrap();
+    symlink("/../../../../etc", root.join("etc")).unwrap();
+    symlink("/lib/systemd/system", root.join("lib/systemd/system")).unwrap();
+    symlink("a", root.join("b")).unwrap();
+    symlink("b", root.join("a")).unwrap();
+    std::fs::create_dir_all(root.join("opt")).unwrap();
+    symlink("/opt/kaspersky", root.join("opt/kaspersky")).unwrap();
+    let out = ok(cmd("muster-agent")
+        .args(["scan", "--format", "json", "--root"])
+        .arg(&root));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["sections"]["packages"], 0,
+        "this machine's dpkg database was read: {out}"
+    );
+    assert_eq!(v["sections"]["services"], 0, "{out}");
+    assert_eq!(
+        v["host"]["hostname"], "",
+        "this machine's hostname leaked: {out}"
+    );
+    assert_eq!(v["detections"].as_array().unwrap().len(), 0);
+}

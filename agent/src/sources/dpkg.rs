@@ -12,11 +12,8 @@ pub const STATUS: &str = "var/lib/dpkg/status";
 
 /// Reads the packages under `root`; no dpkg database is no packages.
 pub fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
-    let path = root.join(STATUS);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(SourceError::read(&path, e)),
+    let Some(bytes) = super::fsroot::read(root, STATUS)? else {
+        return Ok(Vec::new());
     };
     Ok(parse(
         &String::from_utf8_lossy(&bytes),

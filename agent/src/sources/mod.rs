@@ -2,6 +2,7 @@
 //! any other folder for an offline image); only processes need the live system.
 
 pub mod dpkg;
+pub mod fsroot;
 pub mod hive;
 pub mod paths;
 pub mod processes;

@@ -18,7 +18,7 @@ pub fn read(root: &Path, catalog: &Catalog, platform: Platform) -> Vec<Item> {
         if rel.is_empty() || rel.split('/').any(|c| c == "..") {
             continue;
         }
-        if std::fs::symlink_metadata(root.join(rel)).is_ok() {
+        if super::fsroot::resolve(root, rel).is_some() {
             out.push(Item {
                 kind: ItemKind::FilePath,
                 name: ind.value.clone(),

@@ -29,28 +29,32 @@ fn list(dir: &Path) -> Result<Vec<std::fs::DirEntry>, SourceError> {
     }
 }
 
-/// Resolves a symlink found under `root` the way the image would see it:
-/// absolute targets are taken relative to the root, not to this machine.
+/// Resolves a symlink found under `root` the way the image would see it,
+/// without ever leaving the image.
 fn resolve(root: &Path, link: &Path) -> Option<PathBuf> {
-    let target = std::fs::read_link(link).ok()?;
-    Some(if target.is_absolute() {
-        root.join(target.strip_prefix("/").ok()?)
-    } else {
-        link.parent()?.join(target)
-    })
+    super::fsroot::resolve(root, link.strip_prefix(root).ok()?)
+}
+
+/// A folder of the image, resolved inside it (`None`: absent).
+fn dir(root: &Path, rel: &str) -> Option<PathBuf> {
+    super::fsroot::resolve(root, rel)
 }
 
 /// Names linked from `*.wants` / `*.requires` folders: the link names and
 /// the names of the files they point to (for template instances).
 fn enabled_names(root: &Path) -> Result<BTreeSet<String>, SourceError> {
     let mut names = BTreeSet::new();
-    for dir in UNIT_DIRS {
-        for e in list(&root.join(dir))? {
+    for rel in UNIT_DIRS {
+        let Some(d) = dir(root, rel) else { continue };
+        for e in list(&d)? {
             let fname = e.file_name().to_string_lossy().into_owned();
             if !(fname.ends_with(".wants") || fname.ends_with(".requires")) {
                 continue;
             }
-            for link in list(&e.path())? {
+            let Some(wants) = resolve(root, &e.path()) else {
+                continue;
+            };
+            for link in list(&wants)? {
                 names.insert(link.file_name().to_string_lossy().into_owned());
                 if let Ok(t) = std::fs::read_link(link.path())
                     && let Some(n) = t.file_name()
@@ -77,8 +81,9 @@ pub fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
     let enabled = enabled_names(root)?;
     // First folder wins, as in systemd's own search path.
     let mut units: BTreeMap<String, (String, Presence)> = BTreeMap::new();
-    for dir in UNIT_DIRS {
-        for e in list(&root.join(dir))? {
+    for rel in UNIT_DIRS {
+        let Some(d) = dir(root, rel) else { continue };
+        for e in list(&d)? {
             let name = e.file_name().to_string_lossy().into_owned();
             if !UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) || units.contains_key(&name) {
                 continue;
@@ -102,7 +107,7 @@ pub fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
             units.insert(
                 name,
                 (
-                    format!("/{dir}/{}", e.file_name().to_string_lossy()),
+                    format!("/{rel}/{}", e.file_name().to_string_lossy()),
                     presence,
                 ),
             );
@@ -140,7 +145,10 @@ pub fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
 fn read_sysv(root: &Path) -> Result<Vec<Item>, SourceError> {
     let mut started = BTreeSet::new();
     for level in ["rc2.d", "rc3.d", "rc4.d", "rc5.d", "rcS.d"] {
-        for e in list(&root.join("etc").join(level))? {
+        let Some(d) = dir(root, &format!("etc/{level}")) else {
+            continue;
+        };
+        for e in list(&d)? {
             let n = e.file_name().to_string_lossy().into_owned();
             if let Some(rest) = n.strip_prefix('S') {
                 started.insert(
@@ -151,7 +159,10 @@ fn read_sysv(root: &Path) -> Result<Vec<Item>, SourceError> {
         }
     }
     let mut out = Vec::new();
-    for e in list(&root.join(INIT_D))? {
+    let Some(init_d) = dir(root, INIT_D) else {
+        return Ok(out);
+    };
+    for e in list(&init_d)? {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') || name == "README" || name.ends_with(".dpkg-old") {
             continue;
