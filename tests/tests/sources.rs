@@ -165,3 +165,36 @@ fn a_hostile_image_cannot_make_the_agent_read_outside_it() {
     );
     assert_eq!(v["detections"].as_array().unwrap().len(), 0);
 }
+
+/// A live scan of this machine finds Debian's ClamAV by its package
+/// (`.ci/run` installs it; elsewhere the test says so and skips).
+#[test]
+fn a_live_scan_finds_clamav_installed_by_the_package_manager() {
+    let installed = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "clamav"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"));
+    if !installed {
+        eprintln!("skipped: Debian's clamav package is not installed here (.ci/run installs it)");
+        return;
+    }
+    let out = ok(cmd("muster-agent").args(["scan", "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let clam = v["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["product_id"] == "clamav.clamav")
+        .unwrap_or_else(|| panic!("ClamAV not found by a live scan: {out}"));
+    assert!(
+        clam["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "package"
+                && e["matched"] == "clamav"
+                && e["location"] == "/var/lib/dpkg/status"),
+        "{clam}"
+    );
+    assert!(!clam["version"].as_str().unwrap().is_empty());
+}
