@@ -4,6 +4,7 @@
 pub mod dpkg;
 pub mod fsroot;
 pub mod hive;
+pub mod modules;
 pub mod paths;
 pub mod processes;
 pub mod system;
@@ -135,6 +136,11 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
             if platform == Platform::Linux {
                 add("packages", "dpkg", dpkg::read(root));
                 add("services", "systemd", systemd::read(root));
+                let mut mods = modules::installed(root);
+                if live && let Ok(m) = &mut mods {
+                    m.extend(modules::loaded());
+                }
+                add("modules", "kernel modules", mods);
             }
             add("files", "paths", Ok(paths::read(root, catalog, platform)));
             if live {
