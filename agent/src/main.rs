@@ -350,7 +350,10 @@ async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> 
     let cfg = dir.load_config()?;
     let mut progress = dir.load_progress()?;
     let (report, errors) = take_report(root, catalog, progress.next_sequence);
-    if let Some(e) = errors.first() {
+    for e in errors.iter().filter(|e| e.partial) {
+        tracing::warn!(source = %e.source, reason = %e.reason, "part of a source could not be read");
+    }
+    if let Some(e) = errors.iter().find(|e| !e.partial) {
         // Sending the inventory without the section would tell the collector
         // that everything in it was removed.
         anyhow::bail!("{}: {} (nothing sent)", e.source, e.reason);
@@ -410,14 +413,11 @@ fn print_scan(
                 .map(|(n, s)| format!("{} {n}", s.items.len()))
                 .collect();
             println!(
-                "{} ({} {}): {} in {} ms, catalog {}",
-                r.facts.hostname,
-                r.facts.os_name,
-                r.facts.os_version,
-                counts.join(", "),
-                took.as_millis(),
-                r.catalog_version
+                "{} — {} {}",
+                r.facts.hostname, r.facts.os_name, r.facts.os_version
             );
+            println!("inventory: {} ({} ms)", counts.join(", "), took.as_millis());
+            println!("catalog: {}", r.catalog_version);
             for e in errors {
                 println!("error: {}: {}", e.source, e.reason);
             }

@@ -1,17 +1,21 @@
 //! Inventory sources. Each reads files under a root (`/` for the live host,
 //! any other folder for an offline image); only processes need the live system.
 
+pub mod apk;
 pub mod dpkg;
 pub mod fsroot;
 pub mod hive;
+pub mod macos;
 pub mod modules;
+pub mod pacman;
 pub mod paths;
 pub mod processes;
+pub mod rpm;
 pub mod system;
 pub mod systemd;
 
 use hive::Hive;
-use muster_catalog::{Catalog, Inventory, Platform, Section};
+use muster_catalog::{Catalog, Inventory, Item, Platform, Section};
 use std::path::{Path, PathBuf};
 
 /// A source could not read what it needs.
@@ -54,6 +58,10 @@ pub struct ScanError {
     pub source: String,
     /// Why, naming the path and what to do.
     pub reason: String,
+    /// The source was still read, without the part named here (a damaged
+    /// plist among many).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// What a scan found.
@@ -77,20 +85,23 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
         ..Inventory::default()
     };
     let mut errors = Vec::new();
-    let mut add =
-        |name: &str, source: &str, items: Result<Vec<muster_catalog::Item>, SourceError>| {
-            match items {
-                Ok(items) => {
-                    let mut s = Section { items };
-                    s.normalise();
-                    inv.sections.insert(name.to_string(), s);
-                }
-                Err(e) => errors.push(ScanError {
-                    source: source.to_string(),
-                    reason: e.to_string(),
-                }),
-            }
-        };
+    // Partial failures: the source was read, less what is named.
+    let mut partial = Vec::new();
+    let mut add = |name: &str, source: &str, items: Result<Vec<Item>, SourceError>| match items {
+        // A source with nothing to report adds no section: the collector
+        // then drops what it held, which is the truth.
+        Ok(items) if items.is_empty() => {}
+        Ok(items) => {
+            let mut s = Section { items };
+            s.normalise();
+            inv.sections.insert(name.to_string(), s);
+        }
+        Err(e) => errors.push(ScanError {
+            source: source.to_string(),
+            reason: e.to_string(),
+            partial: false,
+        }),
+    };
     let facts = match platform {
         Platform::Windows => {
             let open = |name| Hive::open(root, name).transpose();
@@ -134,21 +145,48 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
         }
         Platform::Linux | Platform::Macos => {
             if platform == Platform::Linux {
+                // Each package manager is its own section, so one that
+                // cannot be read does not hide the others.
                 add("packages", "dpkg", dpkg::read(root));
+                add("apk", "apk", apk::read(root));
+                add("pacman", "pacman", pacman::read(root));
+                add("rpm", "rpm", rpm::read(root));
                 add("services", "systemd", systemd::read(root));
                 let mut mods = modules::installed(root);
                 if live && let Ok(m) = &mut mods {
                     m.extend(modules::loaded());
                 }
                 add("modules", "kernel modules", mods);
+            } else {
+                match macos::scan(root) {
+                    Ok(s) => {
+                        if s.skipped > 0 {
+                            partial.push(ScanError {
+                                source: "macos".into(),
+                                reason: format!(
+                                    "{} damaged or unreadable plists skipped",
+                                    s.skipped
+                                ),
+                                partial: true,
+                            });
+                        }
+                        add("packages", "macos", Ok(s.items));
+                    }
+                    Err(e) => add("packages", "macos", Err(e)),
+                }
             }
             add("files", "paths", Ok(paths::read(root, catalog, platform)));
             if live {
                 add("processes", "processes", Ok(processes::read()));
             }
-            crate::facts::collect(root, live, platform)
+            if platform == Platform::Macos {
+                macos::facts(root)
+            } else {
+                crate::facts::collect(root, live, platform)
+            }
         }
     };
+    errors.extend(partial);
     Scan {
         inventory: inv,
         facts,
