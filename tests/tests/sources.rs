@@ -199,3 +199,116 @@ fn a_live_scan_finds_clamav_installed_by_the_package_manager() {
     );
     assert!(!clam["version"].as_str().unwrap().is_empty());
 }
+
+/// A Windows volume written here: a SOFTWARE hive registering Kaspersky
+/// Endpoint Security (Uninstall entry, Security Center, KasperskyLab key),
+/// its install folder, and a user's hive. The ban fails with evidence from
+/// each, and the user's own install is inventoried.
+#[test]
+fn a_windows_image_with_kaspersky_fails_bod_17_01() {
+    use regf::writer::HiveBuilder;
+    let dir = TempDir::new("win-kes");
+    let root = dir.join("c");
+    let config = root.join("Windows/System32/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::create_dir_all(root.join("Program Files (x86)/Kaspersky Lab/KES.11.11.0")).unwrap();
+    let mut b = HiveBuilder::new().unwrap();
+    let un = "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{9A017278-F7F4-4DF9-A482-0B97B70DD7ED}";
+    b.create_key(un).unwrap();
+    b.add_value_string(
+        un,
+        Some("DisplayName"),
+        "Kaspersky Endpoint Security for Windows",
+    )
+    .unwrap();
+    b.add_value_string(un, Some("DisplayVersion"), "11.11.0.452")
+        .unwrap();
+    let av = "Microsoft\\Security Center\\Provider\\Av\\{1E8F8AB8}";
+    b.create_key(av).unwrap();
+    b.add_value_string(
+        av,
+        Some("DISPLAYNAME"),
+        "Kaspersky Endpoint Security for Windows",
+    )
+    .unwrap();
+    b.create_key("KasperskyLab").unwrap();
+    let nt = "Microsoft\\Windows NT\\CurrentVersion";
+    b.create_key(nt).unwrap();
+    b.add_value_string(nt, Some("ProductName"), "Windows 10 Enterprise")
+        .unwrap();
+    b.add_value_string(nt, Some("DisplayVersion"), "22H2")
+        .unwrap();
+    b.add_value_string(nt, Some("CurrentBuild"), "19045")
+        .unwrap();
+    b.write_to_file(config.join("SOFTWARE")).unwrap();
+    let user = root.join("Users/alice");
+    std::fs::create_dir_all(&user).unwrap();
+    let mut b = HiveBuilder::new().unwrap();
+    let un = "Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Zoom";
+    b.create_key(un).unwrap();
+    b.add_value_string(un, Some("DisplayName"), "Zoom").unwrap();
+    b.write_to_file(user.join("NTUSER.DAT")).unwrap();
+
+    let out = run(cmd("muster-agent")
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "--policy",
+            "bod-17-01",
+            "--fail-on",
+            "banned",
+            "--root",
+        ])
+        .arg(&root));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["host"]["os_name"], "Windows 10 Enterprise");
+    assert_eq!(v["host"]["os_version"], "22H2 (build 19045)");
+    let kes = v["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["product_id"] == "kaspersky.endpoint-security-windows")
+        .unwrap_or_else(|| panic!("{}", v["detections"]));
+    assert_eq!(kes["state"], "installed");
+    assert_eq!(kes["version"], "11.11.0.452");
+    let kinds: std::collections::BTreeSet<&str> = v["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["vendor"] == "Kaspersky")
+        .flat_map(|d| {
+            d["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["kind"].as_str().unwrap())
+        })
+        .collect();
+    for k in ["uninstall_display_name", "registry_key", "file_path"] {
+        assert!(kinds.contains(k), "no {k} evidence: {kinds:?}");
+    }
+    let snap = collect(&root, &dir.join("c.json"));
+    assert!(
+        snap["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Zoom" && p["user"] == "alice"),
+        "{}",
+        snap["packages"]
+    );
+    assert!(
+        snap["other"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "security_center")
+    );
+}

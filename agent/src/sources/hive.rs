@@ -152,15 +152,63 @@ pub fn services(system: &Hive) -> Vec<Item> {
     out
 }
 
-/// Uninstall entries of both registry views, by DisplayName, with
-/// DisplayVersion.
+/// Most user profiles read from one volume.
+const MAX_USERS: usize = 1000;
+
+/// Every user's NTUSER.DAT on the volume (`Users/<name>/NTUSER.DAT`, any
+/// case), opened; profiles without one are skipped.
+pub fn users(root: &Path) -> Vec<(String, Result<Hive, SourceError>)> {
+    let Some(users) = find_ci(root, &["Users"]) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir(&users) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.truncate(MAX_USERS);
+    names
+        .into_iter()
+        .filter_map(|u| {
+            let p = find_ci(&users, &[u.as_str(), "NTUSER.DAT"])?;
+            Some((u, Hive::open_file(&p)))
+        })
+        .collect()
+}
+
+/// Uninstall entries of both registry views of the machine's SOFTWARE
+/// hive, by DisplayName, with DisplayVersion.
 pub fn uninstall(software: &Hive) -> Vec<Item> {
+    uninstall_in(software, "HKLM\\SOFTWARE", "", None)
+}
+
+/// A user's own Uninstall entries, from their NTUSER.DAT (whose root holds
+/// `Software`) or from a saved `HKCU\Software` hive (whose root is it).
+pub fn user_uninstall(ntuser: &Hive, user: &str) -> Vec<Item> {
+    let prefix = if ntuser.key("Software\\Microsoft").is_some() {
+        "Software\\"
+    } else {
+        ""
+    };
+    uninstall_in(
+        ntuser,
+        &format!("HKU\\{user}\\Software"),
+        prefix,
+        Some(user),
+    )
+}
+
+fn uninstall_in(h: &Hive, shown: &str, prefix: &str, user: Option<&str>) -> Vec<Item> {
     let mut out = Vec::new();
     for view in [
         "Microsoft\\Windows\\CurrentVersion\\Uninstall",
         "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
     ] {
-        let Some(key) = software.key(view) else {
+        let Some(key) = h.key(&format!("{prefix}{view}")) else {
             continue;
         };
         for k in key.subkeys().unwrap_or_default() {
@@ -171,7 +219,7 @@ pub fn uninstall(software: &Hive) -> Vec<Item> {
                 ItemKind::UninstallDisplayName,
                 display,
                 Presence::Present,
-                format!("HKLM\\SOFTWARE\\{view}\\{}", k.name()),
+                format!("{shown}\\{view}\\{}", k.name()),
             )
             .version(string(&k, "DisplayVersion").unwrap_or_default())
             .path(string(&k, "InstallLocation").unwrap_or_default())
@@ -190,8 +238,41 @@ pub fn uninstall(software: &Hive) -> Vec<Item> {
                 } else {
                     "64-bit"
                 },
-            );
+            )
+            .attr("user", user.unwrap_or_default());
             out.push(item);
+        }
+    }
+    out
+}
+
+/// Products registered with Windows Security Center (workstations since
+/// Windows 8 keep them under `Microsoft\Security Center\Provider`; Windows
+/// Server has no Security Center, so services and drivers must suffice there).
+pub fn security_center(software: &Hive) -> Vec<Item> {
+    let mut out = Vec::new();
+    for (sub, kind) in [
+        ("Av", "antivirus"),
+        ("Fw", "firewall"),
+        ("As", "antispyware"),
+    ] {
+        let path = format!("Microsoft\\Security Center\\Provider\\{sub}");
+        let Some(key) = software.key(&path) else {
+            continue;
+        };
+        for k in key.subkeys().unwrap_or_default() {
+            let Some(name) = string(&k, "DISPLAYNAME").filter(|s| !s.trim().is_empty()) else {
+                continue;
+            };
+            out.push(
+                Item::new(
+                    ItemKind::SecurityCenter,
+                    name,
+                    Presence::Present,
+                    format!("HKLM\\SOFTWARE\\{path}\\{}", k.name()),
+                )
+                .attr("type", kind),
+            );
         }
     }
     out
@@ -273,6 +354,79 @@ pub fn facts(system: Option<&Hive>, software: Option<&Hive>) -> HostFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SOFTWARE hive and a user's NTUSER.DAT written with the hive
+    /// writer: Security Center providers, machine and per-user Uninstall
+    /// entries, and a key the catalog names.
+    #[test]
+    fn security_center_user_uninstall_and_catalog_keys() {
+        use regf::writer::HiveBuilder;
+        let dir = std::env::temp_dir().join(format!("muster-hivew-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sw = dir.join("SOFTWARE");
+        let mut b = HiveBuilder::new().unwrap();
+        let av = "Microsoft\\Security Center\\Provider\\Av\\{1E8F8AB8-0000}";
+        b.create_key(av).unwrap();
+        b.add_value_string(
+            av,
+            Some("DISPLAYNAME"),
+            "Kaspersky Endpoint Security for Windows",
+        )
+        .unwrap();
+        let un = "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{KES}";
+        b.create_key(un).unwrap();
+        b.add_value_string(
+            un,
+            Some("DisplayName"),
+            "Kaspersky Endpoint Security for Windows",
+        )
+        .unwrap();
+        b.add_value_string(un, Some("DisplayVersion"), "11.11.0.452")
+            .unwrap();
+        b.add_value_string(un, Some("Publisher"), "AO Kaspersky Lab")
+            .unwrap();
+        b.create_key("KasperskyLab\\protected").unwrap();
+        b.write_to_file(&sw).unwrap();
+        let nt = dir.join("NTUSER.DAT");
+        let mut b = HiveBuilder::new().unwrap();
+        let un = "Software\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Tool";
+        b.create_key(un).unwrap();
+        b.add_value_string(un, Some("DisplayName"), "Per-user Tool")
+            .unwrap();
+        b.write_to_file(&nt).unwrap();
+
+        let software = Hive::open_file(&sw).unwrap();
+        let sc = security_center(&software);
+        assert_eq!(sc.len(), 1);
+        assert_eq!(sc[0].name, "Kaspersky Endpoint Security for Windows");
+        assert_eq!(sc[0].attrs["type"], "antivirus");
+        let un = uninstall(&software);
+        assert_eq!(un[0].version, "11.11.0.452");
+        assert_eq!(un[0].attrs["view"], "32-bit");
+        assert_eq!(un[0].attrs["publisher"], "AO Kaspersky Lab");
+        let user = user_uninstall(&Hive::open_file(&nt).unwrap(), "alice");
+        assert_eq!(user[0].name, "Per-user Tool");
+        assert_eq!(user[0].attrs["user"], "alice");
+        assert!(user[0].source.starts_with("HKU\\alice\\Software\\"));
+        let keys = catalog_keys(&Catalog::builtin(), None, Some(&software));
+        assert!(
+            keys.iter()
+                .any(|k| k.name.eq_ignore_ascii_case("HKLM\\SOFTWARE\\KasperskyLab")),
+            "{keys:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_per_user_software_hive_has_its_uninstall_entries() {
+        let Some(p) = fixture("regipy_ntuser_software_partial") else {
+            return;
+        };
+        let items = user_uninstall(&Hive::open_file(&p).unwrap(), "tony");
+        // 5 per-user entries, per the fixture's README.
+        assert_eq!(items.len(), 5, "{items:?}");
+        assert!(items.iter().any(|i| i.name.contains("GitKraken")));
+    }
 
     #[test]
     fn image_paths_give_file_names() {

@@ -130,6 +130,17 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                     "registry SOFTWARE",
                     hive::guarded(h, hive::uninstall),
                 );
+                add(
+                    "security_center",
+                    "registry SOFTWARE",
+                    hive::guarded(h, hive::security_center),
+                );
+            }
+            // Per-user installs live in each user's own hive.
+            for (user, h) in hive::users(root) {
+                let source = format!("registry NTUSER.DAT of {user}");
+                let items = h.and_then(|h| hive::guarded(&h, |h| hive::user_uninstall(h, &user)));
+                add(&format!("user:{user}"), &source, items);
             }
             add(
                 "registry",
