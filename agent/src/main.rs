@@ -128,6 +128,7 @@ enum FailOn {
 }
 
 fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(&cli.log_format);
@@ -142,6 +143,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A reader that stops reading (`muster ... | head`) closes the pipe:
+/// end quietly with the shell's status for SIGPIPE, not a panic.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn init_logging(format: &str) {

@@ -46,6 +46,7 @@ pub fn run_command<F>(multi_thread: bool, f: impl FnOnce() -> F) -> std::process
 where
     F: std::future::Future<Output = Result<()>>,
 {
+    quiet_broken_pipe();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
@@ -60,4 +61,22 @@ where
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A reader that stops reading (`muster ... | head`) closes the pipe:
+/// end quietly with the shell's status for SIGPIPE, not a panic.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -2,6 +2,8 @@
 //! any other folder for an offline image); only processes need the live system.
 
 pub mod apk;
+pub mod browser;
+pub mod certs;
 pub mod dpkg;
 pub mod fsroot;
 pub mod hive;
@@ -197,6 +199,33 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
             }
         }
     };
+    // Every system: browser extensions of every profile, trusted roots.
+    match browser::scan(root) {
+        Ok(s) => {
+            if s.skipped > 0 {
+                partial.push(ScanError {
+                    source: "browser extensions".into(),
+                    reason: format!("{} damaged or unreadable files skipped", s.skipped),
+                    partial: true,
+                });
+            }
+            add("browser_extensions", "browser extensions", Ok(s.items));
+        }
+        Err(e) => add("browser_extensions", "browser extensions", Err(e)),
+    }
+    match certs::scan(root) {
+        Ok(s) => {
+            if s.skipped > 0 {
+                partial.push(ScanError {
+                    source: "certificates".into(),
+                    reason: format!("{} damaged or unreadable files skipped", s.skipped),
+                    partial: true,
+                });
+            }
+            add("certificates", "certificates", Ok(s.items));
+        }
+        Err(e) => add("certificates", "certificates", Err(e)),
+    }
     errors.extend(partial);
     Scan {
         inventory: inv,
