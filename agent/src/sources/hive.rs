@@ -278,6 +278,64 @@ pub fn security_center(software: &Hive) -> Vec<Item> {
     out
 }
 
+/// The DER certificate inside a registry certificate `Blob`: a list of
+/// properties (id, reserved, length, data), the certificate being id 0x20.
+pub fn blob_certificate(blob: &[u8]) -> Option<&[u8]> {
+    let mut rest = blob;
+    while rest.len() >= 12 {
+        let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+        let (id, len) = (word(0), word(8) as usize);
+        let data = rest.get(12..12usize.checked_add(len)?)?;
+        if id == 0x20 {
+            return Some(data);
+        }
+        rest = &rest[12 + len..];
+    }
+    None
+}
+
+/// Root certificates of the machine's registry stores (`ROOT`, `AuthRoot`,
+/// and the group-policy store), by subject common name.
+pub fn certificates(software: &Hive) -> Vec<Item> {
+    let mut out = Vec::new();
+    for store in [
+        "Microsoft\\SystemCertificates\\ROOT\\Certificates",
+        "Microsoft\\SystemCertificates\\AuthRoot\\Certificates",
+        "Policies\\Microsoft\\SystemCertificates\\Root\\Certificates",
+    ] {
+        let Some(key) = software.key(store) else {
+            continue;
+        };
+        for k in key.subkeys().unwrap_or_default().into_iter().take(10_000) {
+            let Some(blob) = k.value("Blob").ok().and_then(|v| v.raw_data().ok()) else {
+                continue;
+            };
+            let Some(cert) = blob_certificate(&blob).and_then(super::certs::parse_der) else {
+                continue;
+            };
+            let name = if cert.common_name.is_empty() {
+                cert.subject.clone()
+            } else {
+                cert.common_name.clone()
+            };
+            out.push(
+                Item::new(
+                    ItemKind::RootCertificate,
+                    name,
+                    Presence::Present,
+                    format!("HKLM\\SOFTWARE\\{store}\\{}", k.name()),
+                )
+                .attr("subject", cert.subject)
+                .attr("issuer", cert.issuer)
+                .attr("sha256", hex::encode(cert.sha256))
+                .attr("not_after", cert.not_after)
+                .attr("store", "registry"),
+            );
+        }
+    }
+    out
+}
+
 /// The registry keys that the catalog names and that exist in the hives.
 pub fn catalog_keys(
     catalog: &Catalog,
@@ -386,6 +444,25 @@ mod tests {
         b.add_value_string(un, Some("Publisher"), "AO Kaspersky Lab")
             .unwrap();
         b.create_key("KasperskyLab\\protected").unwrap();
+        // A root in the machine store, as Windows serialises it.
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut ca = ca;
+        ca.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "Kaspersky Anti-Virus Personal Root Certificate",
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = ca.self_signed(&key).unwrap().der().to_vec();
+        let mut blob = Vec::new();
+        for (id, data) in [(0x03u32, &b"thumbprint-bytes...."[..]), (0x20, &der[..])] {
+            blob.extend(id.to_le_bytes());
+            blob.extend(1u32.to_le_bytes());
+            blob.extend((data.len() as u32).to_le_bytes());
+            blob.extend(data);
+        }
+        let store = "Microsoft\\SystemCertificates\\ROOT\\Certificates\\ABCDEF";
+        b.create_key(store).unwrap();
+        b.add_value_binary(store, Some("Blob"), &blob).unwrap();
         b.write_to_file(&sw).unwrap();
         let nt = dir.join("NTUSER.DAT");
         let mut b = HiveBuilder::new().unwrap();
@@ -408,6 +485,15 @@ mod tests {
         assert_eq!(user[0].name, "Per-user Tool");
         assert_eq!(user[0].attrs["user"], "alice");
         assert!(user[0].source.starts_with("HKU\\alice\\Software\\"));
+        let certs = certificates(&software);
+        assert_eq!(certs.len(), 1, "{certs:?}");
+        assert_eq!(
+            certs[0].name,
+            "Kaspersky Anti-Virus Personal Root Certificate"
+        );
+        assert_eq!(certs[0].attrs["store"], "registry");
+        assert!(blob_certificate(&[1, 0, 0]).is_none());
+        assert!(blob_certificate(&[0x20, 0, 0, 0, 1, 0, 0, 0, 255, 255, 255, 255]).is_none());
         let keys = catalog_keys(&Catalog::builtin(), None, Some(&software));
         assert!(
             keys.iter()
@@ -426,6 +512,32 @@ mod tests {
         // 5 per-user entries, per the fixture's README.
         assert_eq!(items.len(), 5, "{items:?}");
         assert!(items.iter().any(|i| i.name.contains("GitKraken")));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Arbitrary bytes, with and without a hive signature, never make
+        /// the hive source panic: open and read are both guarded.
+        #[test]
+        fn arbitrary_bytes_are_an_error_or_a_hive(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000), sig in proptest::prelude::any::<bool>()) {
+            if sig && bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(b"regf");
+            }
+            let dir = std::env::temp_dir().join(format!("muster-hive-prop-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = dir.join("SYSTEM");
+            std::fs::write(&p, &bytes).unwrap();
+            if let Ok(h) = Hive::open_file(&p) {
+                let _ = guarded(&h, services);
+                let _ = guarded(&h, uninstall);
+                let _ = guarded(&h, certificates);
+            }
+        }
+
+        #[test]
+        fn certificate_blobs_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = blob_certificate(&bytes);
+        }
     }
 
     #[test]

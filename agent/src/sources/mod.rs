@@ -13,6 +13,7 @@ pub mod pacman;
 pub mod paths;
 pub mod processes;
 pub mod rpm;
+pub mod snap;
 pub mod system;
 pub mod systemd;
 
@@ -137,6 +138,11 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                     "registry SOFTWARE",
                     hive::guarded(h, hive::security_center),
                 );
+                add(
+                    "registry_certificates",
+                    "registry SOFTWARE",
+                    hive::guarded(h, hive::certificates),
+                );
             }
             // Per-user installs live in each user's own hive.
             for (user, h) in hive::users(root) {
@@ -164,6 +170,7 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                 add("apk", "apk", apk::read(root));
                 add("pacman", "pacman", pacman::read(root));
                 add("rpm", "rpm", rpm::read(root));
+                add("snap", "snap", snap::read(root));
                 add("services", "systemd", systemd::read(root));
                 let mut mods = modules::installed(root);
                 if live && let Ok(m) = &mut mods {
