@@ -96,22 +96,6 @@ impl Paragraph {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::path::PathBuf;
-
-    /// A shared fixture: next to the final crate first, then the shared folder.
-    fn fixture(rel: &str) -> Option<PathBuf> {
-        let candidates = [
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/fixtures")
-                .join(rel),
-            Path::new("/work/shared/fixtures").join(rel),
-        ];
-        let found = candidates.into_iter().find(|p| p.exists());
-        if found.is_none() {
-            eprintln!("skipped: fixture {rel} is absent");
-        }
-        found
-    }
 
     /// A temporary root with `db` as its installed database.
     fn root_with(db: &[u8]) -> tempfile::TempDir {
@@ -131,7 +115,7 @@ mod tests {
 
     #[test]
     fn reads_the_scalibr_fixture() {
-        let Some(db) = fixture("apk/osv-scalibr_installed") else {
+        let Some(db) = crate::sources::fixture("apk/osv-scalibr_installed") else {
             return;
         };
         let root = root_with(&std::fs::read(db).expect("fixture"));
@@ -158,7 +142,7 @@ mod tests {
 
     #[test]
     fn reads_the_syft_fixture_that_ends_in_a_blank_line() {
-        let Some(db) = fixture("apk/syft_multiple-2_installed") else {
+        let Some(db) = crate::sources::fixture("apk/syft_multiple-2_installed") else {
             return;
         };
         let root = root_with(&std::fs::read(db).expect("fixture"));

@@ -85,14 +85,7 @@ const FIREFOX: &[&[&str]] = &[
     &["AppData", "Roaming", "Mozilla", "Firefox", "Profiles"],
 ];
 
-/// What a scan found, with the number of files it had to skip.
-#[derive(Debug, Default)]
-pub struct Scan {
-    /// The items read.
-    pub items: Vec<Item>,
-    /// Files that were present but could not be read or parsed.
-    pub skipped: usize,
-}
+use super::Partial as Scan;
 
 /// The browser extensions of every user under `root`.
 #[cfg(test)]
@@ -578,25 +571,14 @@ mod tests {
     use proptest::prelude::*;
     use std::fs;
 
-    const FIXTURE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/browser/osv-scalibr_chrome-extension/",
-        "aapbdbdomjkkjkaonfhkkikfgjllcleb/2.0.16_0"
-    );
     const ID: &str = "aapbdbdomjkkjkaonfhkkikfgjllcleb";
 
     /// The fixture folder: next to the workspace when copied into
     /// /work/main/agent, else the shared copy.
     fn fixture() -> Option<PathBuf> {
-        [
-            PathBuf::from(FIXTURE),
-            PathBuf::from(concat!(
-                "/work/shared/fixtures/browser/osv-scalibr_chrome-extension/",
-                "aapbdbdomjkkjkaonfhkkikfgjllcleb/2.0.16_0"
-            )),
-        ]
-        .into_iter()
-        .find(|p| p.join("manifest.json").is_file())
+        crate::sources::fixture(&format!(
+            "browser/osv-scalibr_chrome-extension/{ID}/2.0.16_0"
+        ))
     }
 
     fn copy_dir(from: &Path, to: &Path) {

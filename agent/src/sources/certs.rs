@@ -48,15 +48,7 @@ const MAX_BLOCKS: usize = 20_000;
 /// The most certificates one scan reports, and rows read from one NSS db.
 const MAX_CERTS: usize = 100_000;
 
-/// What a scan found, with the number of files it had to skip.
-#[derive(Debug, Default)]
-pub struct Scan {
-    /// The items read.
-    pub items: Vec<Item>,
-    /// Files that were present but could not be read, or held damaged
-    /// certificates (their good ones are still reported).
-    pub skipped: usize,
-}
+use super::Partial as Scan;
 
 /// The trusted root certificates under `root`.
 #[cfg(test)]

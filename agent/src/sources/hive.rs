@@ -505,7 +505,8 @@ mod tests {
 
     #[test]
     fn the_per_user_software_hive_has_its_uninstall_entries() {
-        let Some(p) = fixture("regipy_ntuser_software_partial") else {
+        let Some(p) = crate::sources::fixture("windows-registry/regipy_ntuser_software_partial")
+        else {
             return;
         };
         let items = user_uninstall(&Hive::open_file(&p).unwrap(), "tony");
@@ -561,24 +562,9 @@ mod tests {
         assert!(image_file("").is_none());
     }
 
-    fn fixture(name: &str) -> Option<PathBuf> {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/windows-registry")
-            .join(name);
-        if p.exists() {
-            Some(p)
-        } else {
-            eprintln!(
-                "skipped: {} is absent (a clone without ../shared)",
-                p.display()
-            );
-            None
-        }
-    }
-
     #[test]
     fn the_windows_7_system_hive_has_mcafee_and_defender() {
-        let Some(p) = fixture("regipy_SYSTEM") else {
+        let Some(p) = crate::sources::fixture("windows-registry/regipy_SYSTEM") else {
             return;
         };
         let h = Hive::open_file(&p).unwrap();
@@ -607,7 +593,7 @@ mod tests {
 
     #[test]
     fn the_software_delta_hive_has_its_uninstall_entries() {
-        let Some(p) = fixture("scancode_Software_Delta") else {
+        let Some(p) = crate::sources::fixture("windows-registry/scancode_Software_Delta") else {
             return;
         };
         let h = Hive::open_file(&p).unwrap();
@@ -632,7 +618,7 @@ mod tests {
         std::fs::write(&p, b"regf\0\0\0\0 this is not a hive").unwrap();
         let e = Hive::open_file(&p).err().unwrap();
         assert!(e.to_string().contains("registry hive"), "{e}");
-        if let Some(real) = fixture("regipy_SYSTEM") {
+        if let Some(real) = crate::sources::fixture("windows-registry/regipy_SYSTEM") {
             let bytes = std::fs::read(real).unwrap();
             std::fs::write(&p, &bytes[..bytes.len() / 3]).unwrap();
             // Truncated: either refused or read partially, never a panic.

@@ -30,14 +30,7 @@ const MAX_DEPTH: usize = 128;
 /// a small file expand exponentially.
 const MAX_NODES: u64 = 200_000;
 
-/// What a scan found, with the number of plists it had to skip.
-#[derive(Debug, Default)]
-pub struct Scan {
-    /// The items read.
-    pub items: Vec<Item>,
-    /// Plists that were present but could not be read or parsed.
-    pub skipped: usize,
-}
+use super::Partial as Scan;
 
 /// Like [`read`], also counting the skipped plists. Fails only when
 /// something was there to read and nothing at all could be read, which
@@ -682,21 +675,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A shared fixture: next to the final crate first, then the shared folder.
-    fn fixture(rel: &str) -> Option<PathBuf> {
-        let candidates = [
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/fixtures")
-                .join(rel),
-            Path::new("/work/shared/fixtures").join(rel),
-        ];
-        let found = candidates.into_iter().find(|p| p.exists());
-        if found.is_none() {
-            eprintln!("skipped: fixture {rel} is absent");
-        }
-        found
-    }
-
     fn put(root: &Path, rel: &str, bytes: &[u8]) {
         let path = root.join(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -747,13 +725,13 @@ mod tests {
     #[test]
     fn every_fixture_plist_passes_the_checks_and_parses() {
         for name in FIXTURES {
-            let Some(p) = fixture(&format!("macos-plist/{name}")) else {
+            let Some(p) = crate::sources::fixture(&format!("macos-plist/{name}")) else {
                 return;
             };
             let bytes = std::fs::read(&p).expect("fixture");
             parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
-        let Some(p) = fixture("macos-plist/rust-plist_utf16_bplist.plist") else {
+        let Some(p) = crate::sources::fixture("macos-plist/rust-plist_utf16_bplist.plist") else {
             return;
         };
         let v = parse(&std::fs::read(p).expect("fixture")).expect("parses");
@@ -763,11 +741,11 @@ mod tests {
 
     /// A macOS-shaped root built around the fixtures.
     fn image() -> Option<tempfile::TempDir> {
-        let chrome = fixture("macos-plist/osv-scalibr_ValidXML.plist")?;
-        let gmac = fixture("macos-plist/osv-scalibr_BinaryApp.plist")?;
-        let booth = fixture("macos-plist/osquery_test_info.plist")?;
-        let launchd = fixture("macos-plist/osquery_test_launchd.plist")?;
-        let history = fixture("macos-plist/plaso_InstallHistory.plist")?;
+        let chrome = crate::sources::fixture("macos-plist/osv-scalibr_ValidXML.plist")?;
+        let gmac = crate::sources::fixture("macos-plist/osv-scalibr_BinaryApp.plist")?;
+        let booth = crate::sources::fixture("macos-plist/osquery_test_info.plist")?;
+        let launchd = crate::sources::fixture("macos-plist/osquery_test_launchd.plist")?;
+        let history = crate::sources::fixture("macos-plist/plaso_InstallHistory.plist")?;
         let read = |p: PathBuf| std::fs::read(p).expect("fixture");
         let root = tempfile::tempdir().expect("temp dir");
         let r = root.path();

@@ -54,6 +54,34 @@ impl SourceError {
     }
 }
 
+/// A file of the shared real-data fixtures (`../shared/fixtures` beside the
+/// checkout); `None`, saying so, in a clone that has none.
+#[cfg(test)]
+pub(crate) fn fixture(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: fixture {} is absent (a clone without ../shared)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// What a source that reads many files found, with the number of files it
+/// had to skip (damaged or unreadable) while reading the others.
+#[derive(Debug, Default)]
+pub struct Partial {
+    /// The items read.
+    pub items: Vec<Item>,
+    /// Files present but not readable or not parsable.
+    pub skipped: usize,
+}
+
 /// A source that could not be read, as reported to the user.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ScanError {
@@ -177,23 +205,6 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                     m.extend(modules::loaded());
                 }
                 add("modules", "kernel modules", mods);
-            } else {
-                match macos::scan(root) {
-                    Ok(s) => {
-                        if s.skipped > 0 {
-                            partial.push(ScanError {
-                                source: "macos".into(),
-                                reason: format!(
-                                    "{} damaged or unreadable plists skipped",
-                                    s.skipped
-                                ),
-                                partial: true,
-                            });
-                        }
-                        add("packages", "macos", Ok(s.items));
-                    }
-                    Err(e) => add("packages", "macos", Err(e)),
-                }
             }
             add("files", "paths", Ok(paths::read(root, catalog, platform)));
             if live {
@@ -207,32 +218,29 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
         }
     };
     // Every system: browser extensions of every profile, trusted roots.
-    match browser::scan(root) {
-        Ok(s) => {
-            if s.skipped > 0 {
+    let mut many = |name: &str, source: &str, read: Result<Partial, SourceError>| match read {
+        Ok(p) => {
+            if p.skipped > 0 {
                 partial.push(ScanError {
-                    source: "browser extensions".into(),
-                    reason: format!("{} damaged or unreadable files skipped", s.skipped),
+                    source: source.into(),
+                    reason: format!("{} damaged or unreadable files skipped", p.skipped),
                     partial: true,
                 });
             }
-            add("browser_extensions", "browser extensions", Ok(s.items));
+            add(name, source, Ok(p.items));
         }
-        Err(e) => add("browser_extensions", "browser extensions", Err(e)),
+        Err(e) => add(name, source, Err(e)),
+    };
+    if platform == Platform::Macos {
+        many("packages", "macos", macos::scan(root));
     }
-    match certs::scan(root) {
-        Ok(s) => {
-            if s.skipped > 0 {
-                partial.push(ScanError {
-                    source: "certificates".into(),
-                    reason: format!("{} damaged or unreadable files skipped", s.skipped),
-                    partial: true,
-                });
-            }
-            add("certificates", "certificates", Ok(s.items));
-        }
-        Err(e) => add("certificates", "certificates", Err(e)),
-    }
+    // Every system: browser extensions of every profile, trusted roots.
+    many(
+        "browser_extensions",
+        "browser extensions",
+        browser::scan(root),
+    );
+    many("certificates", "certificates", certs::scan(root));
     errors.extend(partial);
     Scan {
         inventory: inv,

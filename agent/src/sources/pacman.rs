@@ -98,22 +98,6 @@ pub fn parse_desc(text: &str, source: &str) -> Option<Item> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::path::PathBuf;
-
-    /// A shared fixture: next to the final crate first, then the shared folder.
-    fn fixture(rel: &str) -> Option<PathBuf> {
-        let candidates = [
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/fixtures")
-                .join(rel),
-            Path::new("/work/shared/fixtures").join(rel),
-        ];
-        let found = candidates.into_iter().find(|p| p.exists());
-        if found.is_none() {
-            eprintln!("skipped: fixture {rel} is absent");
-        }
-        found
-    }
 
     /// Copies a folder tree (files and folders only).
     fn copy_tree(from: &Path, to: &Path) {
@@ -137,7 +121,7 @@ mod tests {
 
     #[test]
     fn reads_the_syft_fixture() {
-        let Some(local) = fixture("pacman/syft_local") else {
+        let Some(local) = crate::sources::fixture("pacman/syft_local") else {
             return;
         };
         let root = tempfile::tempdir().expect("temp dir");

@@ -214,21 +214,9 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::OnceLock;
 
-    /// A fixture under shared/fixtures/rpm, found next to the workspace (as
-    /// in the agent crate) or at /work/shared; `None`, with a note, when
-    /// this checkout has no fixtures.
+    /// A fixture under shared/fixtures/rpm.
     fn fixture(rel: &str) -> Option<PathBuf> {
-        let candidates = [
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/fixtures/rpm")
-                .join(rel),
-            Path::new("/work/shared/fixtures/rpm").join(rel),
-        ];
-        let found = candidates.into_iter().find(|p| p.is_file());
-        if found.is_none() {
-            println!("skipped: fixture {rel} is absent");
-        }
-        found
+        crate::sources::fixture(&format!("rpm/{rel}"))
     }
 
     const MARINER: &str = "go-rpmdb_cbl-mariner-2.0/rpmdb.sqlite";
