@@ -270,17 +270,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             }
             let doc = snapshot::to_json(&scan.facts, &scan.inventory, &scan.errors, now());
             snapshot::write(&out, &doc)?;
-            let counts: Vec<String> = scan
-                .inventory
-                .sections
-                .iter()
-                .map(|(n, s)| format!("{} {n}", s.items.len()))
-                .collect();
             println!(
                 "snapshot of {} written to {}: {}",
                 scan.facts.hostname,
                 out.display(),
-                counts.join(", ")
+                section_counts(&scan.inventory)
             );
             Ok(())
         }
@@ -396,6 +390,16 @@ async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> 
     Ok(())
 }
 
+/// `759 packages, 285 services, ...` for people.
+fn section_counts(inv: &muster_catalog::Inventory) -> String {
+    let counts: Vec<String> = inv
+        .sections
+        .iter()
+        .map(|(n, s)| format!("{} {n}", s.items.len()))
+        .collect();
+    counts.join(", ")
+}
+
 fn print_scan(
     r: &Report,
     verdict: Option<&muster_catalog::Verdict>,
@@ -425,17 +429,15 @@ fn print_scan(
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         }
         Format::Table => {
-            let counts: Vec<String> = r
-                .inventory
-                .sections
-                .iter()
-                .map(|(n, s)| format!("{} {n}", s.items.len()))
-                .collect();
             println!(
                 "{} — {} {}",
                 r.facts.hostname, r.facts.os_name, r.facts.os_version
             );
-            println!("inventory: {} ({} ms)", counts.join(", "), took.as_millis());
+            println!(
+                "inventory: {} ({} ms)",
+                section_counts(&r.inventory),
+                took.as_millis()
+            );
             println!("catalog: {}", r.catalog_version);
             for e in errors {
                 println!("error: {}: {}", e.source, e.reason);
