@@ -187,7 +187,11 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                     software.as_ref(),
                 )),
             );
-            add("files", "paths", Ok(paths::read_windows(root, catalog)));
+            add(
+                "files",
+                "paths",
+                Ok(paths::read(root, catalog, Platform::Windows)),
+            );
             hive::facts(system.as_ref(), software.as_ref())
         }
         Platform::Linux | Platform::Macos => {

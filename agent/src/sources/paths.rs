@@ -5,68 +5,51 @@ use super::system::find_ci;
 use muster_catalog::{Catalog, Item, ItemKind, MatchMode, Platform, Presence};
 use std::path::Path;
 
-/// One item per catalog path of `platform` (Linux or macOS) that exists
-/// under `root`.
+/// One item per catalog path of `platform` that exists under `root`.
+/// Windows paths (`C:\\Program Files\\...`, any drive letter) are looked up
+/// on the volume without regard to case; others as they are.
 pub fn read(root: &Path, catalog: &Catalog, platform: Platform) -> Vec<Item> {
-    let mut out = Vec::new();
-    for ind in catalog.products.iter().flat_map(|p| &p.indicators) {
-        if ind.kind != ItemKind::FilePath || ind.mode == MatchMode::Glob || ind.platform != platform
-        {
-            continue;
-        }
-        let rel = ind.value.trim_start_matches('/');
-        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-            continue;
-        }
-        if super::fsroot::resolve(root, rel).is_some() {
-            out.push(Item {
-                kind: ItemKind::FilePath,
-                name: ind.value.clone(),
-                version: String::new(),
-                path: ind.value.clone(),
-                presence: Presence::Present,
-                source: "filesystem".into(),
-                attrs: Default::default(),
-            });
-        }
-    }
-    out
+    catalog
+        .products
+        .iter()
+        .flat_map(|p| &p.indicators)
+        .filter(|ind| {
+            ind.kind == ItemKind::FilePath
+                && ind.mode != MatchMode::Glob
+                && ind.platform == platform
+        })
+        .filter(|ind| match platform {
+            Platform::Windows => exists_on_volume(root, &ind.value),
+            Platform::Linux | Platform::Macos => exists(root, &ind.value),
+        })
+        .map(|ind| {
+            Item::new(
+                ItemKind::FilePath,
+                ind.value.as_str(),
+                Presence::Present,
+                "filesystem",
+            )
+            .path(ind.value.as_str())
+        })
+        .collect()
 }
 
-/// One item per catalog Windows path (`C:\\Program Files\\...`) that exists
-/// on the volume under `root`, folder names compared without regard to case.
-pub fn read_windows(root: &Path, catalog: &Catalog) -> Vec<Item> {
-    let mut out = Vec::new();
-    for ind in catalog.products.iter().flat_map(|p| &p.indicators) {
-        if ind.kind != ItemKind::FilePath
-            || ind.mode == MatchMode::Glob
-            || ind.platform != Platform::Windows
-        {
-            continue;
-        }
-        let v = ind.value.replace('/', "\\");
-        // Drive letters all map to the volume's root.
-        let rel = match v.as_bytes() {
-            [_, b':', b'\\', ..] => &v[3..],
-            _ => continue,
-        };
-        let parts: Vec<&str> = rel.split('\\').filter(|p| !p.is_empty()).collect();
-        if parts.is_empty() || parts.contains(&"..") {
-            continue;
-        }
-        if find_ci(root, &parts).is_some() {
-            out.push(Item {
-                kind: ItemKind::FilePath,
-                name: ind.value.clone(),
-                version: String::new(),
-                path: ind.value.clone(),
-                presence: Presence::Present,
-                source: "filesystem".into(),
-                attrs: Default::default(),
-            });
-        }
-    }
-    out
+fn exists(root: &Path, value: &str) -> bool {
+    let rel = value.trim_start_matches('/');
+    !rel.is_empty()
+        && !rel.split('/').any(|c| c == "..")
+        && super::fsroot::resolve(root, rel).is_some()
+}
+
+fn exists_on_volume(root: &Path, value: &str) -> bool {
+    let v = value.replace('/', "\\");
+    // Drive letters all map to the volume's root.
+    let rel = match v.as_bytes() {
+        [_, b':', b'\\', ..] => &v[3..],
+        _ => return false,
+    };
+    let parts: Vec<&str> = rel.split('\\').filter(|p| !p.is_empty()).collect();
+    !parts.is_empty() && !parts.contains(&"..") && find_ci(root, &parts).is_some()
 }
 
 #[cfg(test)]
