@@ -62,6 +62,7 @@ pub fn scan(root: &Path) -> Result<Scan, SourceError> {
     let mut w = Walker {
         root,
         seen: HashSet::new(),
+        read_paths: HashSet::new(),
         items: Vec::new(),
         skipped: 0,
         files: 0,
@@ -98,6 +99,8 @@ struct Walker<'a> {
     root: &'a Path,
     /// SHA-256 of the DER of every certificate reported.
     seen: HashSet<[u8; 32]>,
+    /// Files already read (resolved paths).
+    read_paths: HashSet<PathBuf>,
     items: Vec<Item>,
     skipped: usize,
     files: usize,
@@ -196,12 +199,20 @@ impl Walker<'_> {
         if self.files >= MAX_FILES {
             return;
         }
+        // Debian's etc/ssl/certs holds each root under its name and its
+        // hash, both links to one file: read each file once.
+        if !self.read_paths.insert(path.to_path_buf()) {
+            return;
+        }
         self.files += 1;
         let bytes = match read_capped(path) {
             Ok(b) => b,
             Err(e) => return self.skip(SourceError::invalid(Path::new(shown), e.reason)),
         };
-        let parsed = parse_file(&bytes);
+        let seen = &self.seen;
+        let parsed = parse_file_with(&bytes, |der| {
+            !seen.contains(&<[u8; 32]>::from(Sha256::digest(der)))
+        });
         if parsed.damaged > 0 {
             self.skip(SourceError::invalid(
                 Path::new(shown),
@@ -365,9 +376,20 @@ pub(crate) struct Parsed {
 
 /// Parses a PEM file (any number of `CERTIFICATE` blocks; other blocks are
 /// ignored) or, without a PEM header, one DER certificate.
+#[cfg(test)]
 pub(crate) fn parse_file(bytes: &[u8]) -> Parsed {
+    parse_file_with(bytes, |_| true)
+}
+
+/// Like [`parse_file`], parsing only the certificates `wanted` accepts by
+/// their DER bytes (parsing X.509 is the costly part; the same root often
+/// stands in a bundle and in its own file).
+pub(crate) fn parse_file_with(bytes: &[u8], mut wanted: impl FnMut(&[u8]) -> bool) -> Parsed {
     let mut p = Parsed::default();
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        if !wanted(bytes) {
+            return p;
+        }
         match parse_der(bytes) {
             Some(c) => p.certs.push(c),
             None => p.damaged += 1,
@@ -379,6 +401,7 @@ pub(crate) fn parse_file(bytes: &[u8]) -> Parsed {
         let before = rd.len();
         match rustls_pemfile::read_one(&mut rd) {
             Ok(None) => break,
+            Ok(Some(rustls_pemfile::Item::X509Certificate(der))) if !wanted(&der) => {}
             Ok(Some(rustls_pemfile::Item::X509Certificate(der))) => match parse_der(&der) {
                 Some(c) => p.certs.push(c),
                 None => p.damaged += 1,
