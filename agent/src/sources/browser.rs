@@ -85,7 +85,7 @@ const FIREFOX: &[&[&str]] = &[
     &["AppData", "Roaming", "Mozilla", "Firefox", "Profiles"],
 ];
 
-use super::Partial as Scan;
+use super::{Partial as Scan, Tally};
 
 /// The browser extensions of every user under `root`.
 #[cfg(test)]
@@ -99,10 +99,7 @@ fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
 pub fn scan(root: &Path) -> Result<Scan, SourceError> {
     let mut w = Walker {
         root,
-        items: Vec::new(),
-        skipped: 0,
-        read_ok: 0,
-        first_error: None,
+        t: Tally::default(),
     };
     for home in homes(root) {
         for (browser, parts) in CHROMIUM {
@@ -116,15 +113,7 @@ pub fn scan(root: &Path) -> Result<Scan, SourceError> {
             }
         }
     }
-    if w.read_ok == 0
-        && let Some(e) = w.first_error
-    {
-        return Err(e);
-    }
-    Ok(Scan {
-        items: w.items,
-        skipped: w.skipped,
-    })
+    w.t.finish()
 }
 
 /// A user's home folder in the image.
@@ -186,25 +175,19 @@ pub(crate) fn firefox_profiles(root: &Path) -> Vec<(Home, PathBuf)> {
 
 struct Walker<'a> {
     root: &'a Path,
-    items: Vec<Item>,
-    skipped: usize,
-    read_ok: usize,
-    first_error: Option<SourceError>,
+    t: Tally,
 }
 
 impl Walker<'_> {
     /// Records a file that could not be read or parsed, keeping the first
     /// error to report should nothing at all be readable.
     fn skip(&mut self, e: SourceError) {
-        self.skipped += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(e);
-        }
+        self.t.skip(e);
     }
 
     fn push(&mut self, item: Item) {
-        if self.items.len() < MAX_ITEMS {
-            self.items.push(item);
+        if self.t.items.len() < MAX_ITEMS {
+            self.t.items.push(item);
         }
     }
 
@@ -252,7 +235,7 @@ impl Walker<'_> {
             Ok(m) => m,
             Err(e) => return self.skip(e),
         };
-        self.read_ok += 1;
+        self.t.read_ok += 1;
         let version = if m.version.is_empty() {
             // The folder is `<version>_<n>`; the suffix counts reinstalls.
             let folder = ver.name.to_string_lossy();
@@ -325,7 +308,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            self.read_ok += 1;
+            self.t.read_ok += 1;
             let profile_name = profile.name.to_string_lossy();
             for a in addons {
                 let presence = if a.user_disabled || !a.active {

@@ -48,7 +48,7 @@ const MAX_BLOCKS: usize = 20_000;
 /// The most certificates one scan reports, and rows read from one NSS db.
 const MAX_CERTS: usize = 100_000;
 
-use super::Partial as Scan;
+use super::{Partial as Scan, Tally};
 
 /// The trusted root certificates under `root`.
 #[cfg(test)]
@@ -63,11 +63,8 @@ pub fn scan(root: &Path) -> Result<Scan, SourceError> {
         root,
         seen: HashSet::new(),
         read_paths: HashSet::new(),
-        items: Vec::new(),
-        skipped: 0,
+        t: Tally::default(),
         files: 0,
-        read_ok: 0,
-        first_error: None,
     };
     for rel in LINKED {
         w.linked_folder(rel);
@@ -84,15 +81,7 @@ pub fn scan(root: &Path) -> Result<Scan, SourceError> {
         }
     }
     w.nss_databases();
-    if w.read_ok == 0
-        && let Some(e) = w.first_error
-    {
-        return Err(e);
-    }
-    Ok(Scan {
-        items: w.items,
-        skipped: w.skipped,
-    })
+    w.t.finish()
 }
 
 struct Walker<'a> {
@@ -101,11 +90,8 @@ struct Walker<'a> {
     seen: HashSet<[u8; 32]>,
     /// Files already read (resolved paths).
     read_paths: HashSet<PathBuf>,
-    items: Vec<Item>,
-    skipped: usize,
+    t: Tally,
     files: usize,
-    read_ok: usize,
-    first_error: Option<SourceError>,
 }
 
 /// One folder entry, symlinks included (as themselves).
@@ -146,10 +132,7 @@ fn is_cert_name(name: &OsString) -> bool {
 
 impl Walker<'_> {
     fn skip(&mut self, e: SourceError) {
-        self.skipped += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(e);
-        }
+        self.t.skip(e);
     }
 
     /// The certificate files directly in `rel`, symlinks resolved inside
@@ -220,7 +203,7 @@ impl Walker<'_> {
             ));
         }
         if !parsed.certs.is_empty() {
-            self.read_ok += 1;
+            self.t.read_ok += 1;
         }
         for c in parsed.certs {
             self.add(c, shown, "system", "");
@@ -228,7 +211,7 @@ impl Walker<'_> {
     }
 
     fn add(&mut self, c: Cert, shown: &str, store: &str, user: &str) {
-        if self.items.len() >= MAX_CERTS || !self.seen.insert(c.sha256) {
+        if self.t.items.len() >= MAX_CERTS || !self.seen.insert(c.sha256) {
             return;
         }
         let name = if c.common_name.is_empty() {
@@ -244,7 +227,7 @@ impl Walker<'_> {
             .attr("not_after", c.not_after)
             .attr("store", store)
             .attr("user", user);
-        self.items.push(item);
+        self.t.items.push(item);
     }
 
     /// The NSS databases: each Firefox profile's, each user's shared
@@ -270,7 +253,7 @@ impl Walker<'_> {
             let shown = shown(self.root, &db);
             match nss_certs(&db) {
                 Ok(ders) => {
-                    self.read_ok += 1;
+                    self.t.read_ok += 1;
                     for der in ders {
                         // Rows that are not certificates (keys, trust
                         // settings) do not parse; they are not damage.

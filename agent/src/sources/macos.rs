@@ -30,7 +30,7 @@ const MAX_DEPTH: usize = 128;
 /// a small file expand exponentially.
 const MAX_NODES: u64 = 200_000;
 
-use super::Partial as Scan;
+use super::{Partial as Scan, Tally};
 
 /// Like [`read`], also counting the skipped plists. Fails only when
 /// something was there to read and nothing at all could be read, which
@@ -38,25 +38,14 @@ use super::Partial as Scan;
 pub fn scan(root: &Path) -> Result<Scan, SourceError> {
     let mut w = Walker {
         root,
-        items: Vec::new(),
-        skipped: 0,
-        read_ok: 0,
-        first_error: None,
+        t: Tally::default(),
     };
     w.applications();
     w.receipts();
     w.launchd_jobs();
     w.kexts();
     w.system_extensions();
-    if w.read_ok == 0
-        && let Some(e) = w.first_error
-    {
-        return Err(e);
-    }
-    Ok(Scan {
-        items: w.items,
-        skipped: w.skipped,
-    })
+    w.t.finish()
 }
 
 /// The host facts of a macOS root. Best effort: a missing or damaged plist
@@ -102,11 +91,7 @@ fn load_rel(root: &Path, rel: &str) -> Option<Value> {
 /// The state of one scan.
 struct Walker<'a> {
     root: &'a Path,
-    items: Vec<Item>,
-    skipped: usize,
-    /// Plists and bundles read; any at all means the source is readable.
-    read_ok: usize,
-    first_error: Option<SourceError>,
+    t: Tally,
 }
 
 /// What is in a bundle's `Info.plist`.
@@ -121,9 +106,7 @@ enum Bundle {
 
 impl Walker<'_> {
     fn fail(&mut self, e: SourceError) {
-        if self.first_error.is_none() {
-            self.first_error = Some(e);
-        }
+        self.t.remember(e);
     }
 
     /// The entries of a folder at `rel` below the root, sorted by name, with
@@ -170,24 +153,24 @@ impl Walker<'_> {
             Ok(Some((p, t))) if t.is_file() => p,
             Ok(Some((p, _))) => {
                 // A symlink or a special file where a plist should be.
-                self.skipped += 1;
+                self.t.skipped += 1;
                 self.fail(SourceError::invalid(&p, "not a regular file"));
                 return Some(Err(()));
             }
             Ok(None) => return None,
             Err(e) => {
-                self.skipped += 1;
+                self.t.skipped += 1;
                 self.fail(SourceError::read(&self.root.join(rel), e));
                 return Some(Err(()));
             }
         };
         match load(&path) {
             Ok(v) => {
-                self.read_ok += 1;
+                self.t.read_ok += 1;
                 Some(Ok(v))
             }
             Err(e) => {
-                self.skipped += 1;
+                self.t.skipped += 1;
                 self.fail(e);
                 Some(Err(()))
             }
@@ -213,7 +196,7 @@ impl Walker<'_> {
                 Some(Ok(Value::Dictionary(d))) => return Bundle::Info(d, format!("/{rel}/{info}")),
                 Some(Ok(_)) => {
                     // Parsed, but not a dictionary: not a usable Info.plist.
-                    self.skipped += 1;
+                    self.t.skipped += 1;
                     return Bundle::Skipped;
                 }
                 Some(Err(())) => return Bundle::Skipped,
@@ -250,8 +233,8 @@ impl Walker<'_> {
             Bundle::NoInfo => {
                 // Still an application that is there (e.g. an iOS app
                 // wrapped for Apple silicon keeps its plist deeper down).
-                self.read_ok += 1;
-                self.items.push(
+                self.t.read_ok += 1;
+                self.t.items.push(
                     Item::new(ItemKind::Package, folder_name, Presence::Present, &path)
                         .path(&path)
                         .attr("manager", "macos-app"),
@@ -263,7 +246,7 @@ impl Walker<'_> {
         let version = bundle_version(&info);
         let bundle_id = string(&info, "CFBundleIdentifier").unwrap_or_default();
         let name = string(&info, "CFBundleName").unwrap_or(folder_name);
-        self.items.push(
+        self.t.items.push(
             Item::new(ItemKind::Package, name, Presence::Present, &source)
                 .version(version)
                 .path(&path)
@@ -275,7 +258,7 @@ impl Walker<'_> {
                 ),
         );
         if !bundle_id.is_empty() {
-            self.items.push(
+            self.t.items.push(
                 Item::new(ItemKind::BundleId, bundle_id, Presence::Present, &source)
                     .version(version)
                     .path(&path)
@@ -287,66 +270,68 @@ impl Walker<'_> {
     /// Installer receipts. On a real system `/var` is a symlink to
     /// `private/var`, which is not followed, so both spellings are tried.
     fn receipts(&mut self) {
-        for dir in [
+        let dirs = [
             "private/var/db/receipts",
             "var/db/receipts",
             "Library/Receipts",
-        ] {
+        ];
+        for (rel, d) in self.plists_in(&dirs) {
+            let Some(id) = string(&d, "PackageIdentifier") else {
+                continue;
+            };
+            self.t.items.push(
+                Item::new(ItemKind::Package, id, Presence::Present, format!("/{rel}"))
+                    .version(string(&d, "PackageVersion").unwrap_or_default())
+                    .attr("manager", "macos-receipt")
+                    .attr(
+                        "install_prefix",
+                        string(&d, "InstallPrefixPath").unwrap_or_default(),
+                    ),
+            );
+        }
+    }
+
+    /// The dictionary plists directly in each of `dirs`, with their paths
+    /// from the root; damaged ones are counted and left out.
+    fn plists_in(&mut self, dirs: &[&str]) -> Vec<(String, Dictionary)> {
+        let mut out = Vec::new();
+        for dir in dirs {
             for (name, t) in self.list(dir) {
                 if !name.ends_with(".plist") || t.is_dir() {
                     continue;
                 }
                 let rel = format!("{dir}/{name}");
-                let Some(d) = self.dict_plist(&rel) else {
-                    continue;
-                };
-                let Some(id) = string(&d, "PackageIdentifier") else {
-                    continue;
-                };
-                self.items.push(
-                    Item::new(ItemKind::Package, id, Presence::Present, format!("/{rel}"))
-                        .version(string(&d, "PackageVersion").unwrap_or_default())
-                        .attr("manager", "macos-receipt")
-                        .attr(
-                            "install_prefix",
-                            string(&d, "InstallPrefixPath").unwrap_or_default(),
-                        ),
-                );
+                if let Some(d) = self.dict_plist(&rel) {
+                    out.push((rel, d));
+                }
             }
         }
+        out
     }
 
     /// launchd job definitions, by label.
     fn launchd_jobs(&mut self) {
-        for dir in [
+        let dirs = [
             "Library/LaunchDaemons",
             "Library/LaunchAgents",
             "System/Library/LaunchDaemons",
-        ] {
-            for (name, t) in self.list(dir) {
-                if !name.ends_with(".plist") || t.is_dir() {
-                    continue;
-                }
-                let rel = format!("{dir}/{name}");
-                let Some(d) = self.dict_plist(&rel) else {
-                    continue;
-                };
-                let Some(label) = string(&d, "Label") else {
-                    continue; // launchd refuses a job without a label
-                };
-                let program = string(&d, "Program").or_else(|| {
-                    d.get("ProgramArguments")
-                        .and_then(Value::as_array)
-                        .and_then(|a| a.first())
-                        .and_then(Value::as_string)
-                });
-                let path = format!("/{rel}");
-                self.items.push(
-                    Item::new(ItemKind::LaunchdLabel, label, Presence::Present, &path)
-                        .path(&path)
-                        .attr("program", program.unwrap_or_default()),
-                );
-            }
+        ];
+        for (rel, d) in self.plists_in(&dirs) {
+            let Some(label) = string(&d, "Label") else {
+                continue; // launchd refuses a job without a label
+            };
+            let program = string(&d, "Program").or_else(|| {
+                d.get("ProgramArguments")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.first())
+                    .and_then(Value::as_string)
+            });
+            let path = format!("/{rel}");
+            self.t.items.push(
+                Item::new(ItemKind::LaunchdLabel, label, Presence::Present, &path)
+                    .path(&path)
+                    .attr("program", program.unwrap_or_default()),
+            );
         }
     }
 
@@ -390,7 +375,7 @@ impl Walker<'_> {
             return;
         };
         let path = format!("/{rel}");
-        self.items.push(
+        self.t.items.push(
             Item::new(ItemKind::BundleId, id, Presence::Present, source)
                 .version(bundle_version(&info))
                 .path(&path)

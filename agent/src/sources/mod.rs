@@ -82,6 +82,46 @@ pub struct Partial {
     pub skipped: usize,
 }
 
+/// The bookkeeping of a source that reads many files: what it found, the
+/// files it had to skip, and the first error, reported only when nothing at
+/// all could be read (then the source as a whole is unreadable).
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Items found so far.
+    pub items: Vec<Item>,
+    /// Files present but not readable or not parsable.
+    pub skipped: usize,
+    /// Files read; any at all means the source is readable.
+    pub read_ok: usize,
+    first_error: Option<SourceError>,
+}
+
+impl Tally {
+    /// Counts a file that could not be read and remembers the error.
+    pub fn skip(&mut self, e: SourceError) {
+        self.skipped += 1;
+        self.remember(e);
+    }
+
+    /// Remembers the first error, without counting a skipped file.
+    pub fn remember(&mut self, e: SourceError) {
+        if self.first_error.is_none() {
+            self.first_error = Some(e);
+        }
+    }
+
+    /// What was read, or the first error when nothing was.
+    pub fn finish(self) -> Result<Partial, SourceError> {
+        match self.first_error {
+            Some(e) if self.read_ok == 0 => Err(e),
+            _ => Ok(Partial {
+                items: self.items,
+                skipped: self.skipped,
+            }),
+        }
+    }
+}
+
 /// A source that could not be read, as reported to the user.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ScanError {
