@@ -64,7 +64,8 @@ where
 }
 
 /// A reader that stops reading (`muster ... | head`) closes the pipe:
-/// end quietly with the shell's status for SIGPIPE, not a panic.
+/// end quietly and successfully, as ripgrep does: what was asked for was
+/// delivered, and `set -o pipefail` scripts must not fail on `| head`.
 fn quiet_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -75,7 +76,7 @@ fn quiet_broken_pipe() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
         if msg.contains("Broken pipe") {
-            std::process::exit(141);
+            std::process::exit(0);
         }
         default(info);
     }));

@@ -346,3 +346,28 @@ fn init_refuses_to_overwrite_and_config_check_reports_every_problem() {
     );
     assert!(err.contains("lisen"), "{err}");
 }
+
+/// `muster hosts | head -1` in a `set -o pipefail` script: a reader that
+/// stops early is not an error.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let c = Collector::start();
+    let mut child = cmd("muster")
+        .args(["--collector", &c.url(), "--identity"])
+        .arg(c.data().join("operator"))
+        .args(["catalog", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close our end before it writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
