@@ -293,6 +293,33 @@ source = "s"
         assert_eq!(evaluate(&i, &c)[0].state, State::Remnant);
     }
 
+    /// A host moved from Kaspersky to UltraAV by the September 2024 update:
+    /// UltraAV installed, Kaspersky's driver left behind.
+    #[test]
+    fn a_migrated_host_shows_ultraav_and_the_kaspersky_remnant() {
+        let c = Catalog::builtin();
+        let mut i = inv(vec![
+            item(ItemKind::UninstallDisplayName, "UltraAV", Presence::Present),
+            item(ItemKind::Driver, "KLIF.SYS", Presence::Leftover),
+            item(
+                ItemKind::UninstallDisplayName,
+                "Ultra Tools",
+                Presence::Present,
+            ),
+        ]);
+        i.platform = Some(Platform::Windows);
+        let d = evaluate(&i, &c);
+        let ids: Vec<&str> = d.iter().map(|d| d.product_id.as_str()).collect();
+        assert!(ids.contains(&"pango.ultraav"), "{ids:?}");
+        assert!(!ids.contains(&"pango.ultravpn"), "{ids:?}");
+        let kaspersky: Vec<_> = d.iter().filter(|d| d.vendor == "Kaspersky").collect();
+        assert!(!kaspersky.is_empty(), "{ids:?}");
+        assert!(
+            kaspersky.iter().all(|d| d.state == State::Remnant),
+            "{kaspersky:?}"
+        );
+    }
+
     #[test]
     fn indicators_of_another_platform_are_not_used() {
         let c = catalog(WIN);
