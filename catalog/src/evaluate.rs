@@ -114,7 +114,7 @@ pub fn evaluate(inv: &Inventory, catalog: &Catalog) -> Vec<Detection> {
                 } else {
                     it.name.as_str()
                 };
-                if name.starts_with(prefix.as_str()) && glob.is_match(it.name.as_str()) {
+                if name.starts_with(prefix.as_str()) && glob.is_match(name) {
                     hit(*r, it, &mut found);
                 }
             }

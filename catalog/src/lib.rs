@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod evaluate;
+pub mod glob;
 pub mod inventory;
 pub mod model;
 pub mod policy;

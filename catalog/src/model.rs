@@ -1,6 +1,7 @@
 //! The catalog's data model, how vendor and policy files are read into it,
 //! and the index the engine matches with.
 
+use crate::glob::{Glob, GlobError};
 use crate::inventory::{ItemKind, Platform};
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
@@ -121,7 +122,7 @@ pub enum MatchMode {
     /// Equal without regard to ASCII case (and, for Windows paths and
     /// registry keys, without regard to `/` or `\`).
     CaseInsensitive,
-    /// A shell glob (`*`, `?`, `[...]`); case-insensitive on Windows.
+    /// A glob (`*`, `?`, `[...]`, see [`crate::glob`]); case-insensitive on Windows.
     Glob,
 }
 
@@ -238,7 +239,7 @@ pub(crate) struct KindIndex {
     pub folded: rustc_hash::FxHashMap<String, Vec<IndRef>>,
     /// Globs, each with the literal text it must start with (folded when
     /// the glob is case-insensitive), checked before the glob itself.
-    pub globs: Vec<(String, bool, globset::GlobMatcher, IndRef)>,
+    pub globs: Vec<(String, bool, Glob, IndRef)>,
 }
 
 /// Indicators by platform and kind, built once per catalog, so an inventory
@@ -276,13 +277,16 @@ pub(crate) fn fold_into(kind: ItemKind, value: &str, out: &mut String) {
     }
 }
 
-fn glob_for(ind: &Indicator) -> Result<globset::Glob, globset::Error> {
-    let windows = ind.platform == Platform::Windows;
-    globset::GlobBuilder::new(&ind.value)
-        .case_insensitive(windows)
-        .backslash_escape(!windows)
-        .literal_separator(false)
-        .build()
+/// The indicator's glob: on Windows compiled from the folded value (it is
+/// matched against folded names), elsewhere as written, with `\` escapes.
+fn glob_for(ind: &Indicator) -> Result<Glob, GlobError> {
+    if ind.platform == Platform::Windows {
+        let mut folded = String::new();
+        fold_into(ind.kind, &ind.value, &mut folded);
+        Glob::new(&folded, false)
+    } else {
+        Glob::new(&ind.value, true)
+    }
 }
 
 /// The catalog: products, policies, a version, a content digest and the
@@ -718,7 +722,7 @@ fn read_vendor_file(file: &str, text: &str, errors: &mut Vec<LoadError>) -> Vec<
                         ),
                     );
                 } else if let Err(e) = glob_for(&ind) {
-                    err(iline, format!("{}: bad glob: {}", what(), e.kind()));
+                    err(iline, format!("{}: bad glob: {e}", what()));
                 }
             } else if ind.value.contains(['*', '?']) {
                 err(
@@ -775,19 +779,8 @@ fn build_index(products: &[Product]) -> Index {
                 MatchMode::Glob => {
                     // Validated at load; a glob that fails here cannot happen.
                     if let Ok(g) = glob_for(ind) {
-                        let literal: String = ind
-                            .value
-                            .chars()
-                            .take_while(|c| !matches!(c, '*' | '?' | '[' | '{'))
-                            .collect();
                         let folded = ind.platform == Platform::Windows;
-                        let prefix = if folded {
-                            fold_into(ind.kind, &literal, &mut key);
-                            key.clone()
-                        } else {
-                            literal
-                        };
-                        slot.globs.push((prefix, folded, g.compile_matcher(), r));
+                        slot.globs.push((g.literal_prefix(), folded, g, r));
                     }
                 }
             }

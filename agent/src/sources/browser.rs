@@ -521,7 +521,9 @@ pub(crate) fn read_capped(path: &Path) -> Result<Vec<u8>, SourceError> {
         ));
     }
     let f = std::fs::File::open(path).map_err(|e| SourceError::read(path, e))?;
-    let mut buf = Vec::new();
+    // Sized from the stat: the file is read in one call, plus the one that
+    // sees its end.
+    let mut buf = Vec::with_capacity(meta.len() as usize + 1);
     f.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|e| SourceError::read(path, e))?;

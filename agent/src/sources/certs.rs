@@ -61,6 +61,7 @@ fn read(root: &Path) -> Result<Vec<Item>, SourceError> {
 pub fn scan(root: &Path) -> Result<Scan, SourceError> {
     let mut w = Walker {
         root,
+        resolver: super::fsroot::Resolver::new(root),
         seen: HashSet::new(),
         read_paths: HashSet::new(),
         t: Tally::default(),
@@ -70,12 +71,12 @@ pub fn scan(root: &Path) -> Result<Scan, SourceError> {
         w.linked_folder(rel);
     }
     for rel in TREES {
-        if let Some(dir) = super::fsroot::resolve(root, rel).filter(|p| p.is_dir()) {
+        if let Some(dir) = w.resolver.resolve(rel).filter(|p| p.is_dir()) {
             w.tree(&dir, 0);
         }
     }
     for rel in BUNDLES {
-        if let Some(file) = super::fsroot::resolve(root, rel) {
+        if let Some(file) = w.resolver.resolve(rel) {
             let shown = shown(root, &root.join(rel));
             w.file(&file, &shown);
         }
@@ -86,6 +87,7 @@ pub fn scan(root: &Path) -> Result<Scan, SourceError> {
 
 struct Walker<'a> {
     root: &'a Path,
+    resolver: super::fsroot::Resolver<'a>,
     /// SHA-256 of the DER of every certificate reported.
     seen: HashSet<[u8; 32]>,
     /// Files already read (resolved paths).
@@ -138,7 +140,7 @@ impl Walker<'_> {
     /// The certificate files directly in `rel`, symlinks resolved inside
     /// the image.
     fn linked_folder(&mut self, rel: &str) {
-        let Some(dir) = super::fsroot::resolve(self.root, rel).filter(|p| p.is_dir()) else {
+        let Some(dir) = self.resolver.resolve(rel).filter(|p| p.is_dir()) else {
             return;
         };
         for e in entries(&dir) {
@@ -151,7 +153,7 @@ impl Walker<'_> {
                 // absolute target starts again at the image's root, `..`
                 // stops at it, and link chains are bounded.
                 let inner = Path::new(rel).join(&e.name);
-                match super::fsroot::resolve(self.root, &inner) {
+                match self.resolver.resolve(&inner) {
                     Some(t) => t,
                     None => continue, // dangling or looping: nothing to read
                 }

@@ -4,6 +4,7 @@
 //! hostile image cannot point the agent at the scanning machine's files or
 //! make it loop.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 /// Most symlinks followed while resolving one path (Linux's own limit).
@@ -15,41 +16,93 @@ pub const MAX_FILE: u64 = 256 << 20;
 /// `rel` (relative to the image, or absolute within it) resolved under
 /// `root`, or `None` when it does not exist, loops, or needs too many links.
 pub fn resolve(root: &Path, rel: impl AsRef<Path>) -> Option<PathBuf> {
-    let mut pending: Vec<std::ffi::OsString> = Vec::new();
-    push_components(&mut pending, rel.as_ref());
-    pending.reverse();
-    let mut cur = root.to_path_buf();
-    let mut depth = 0usize; // components below root in `cur`
-    let mut links = 0;
-    while let Some(c) = pending.pop() {
-        if c == ".." {
-            if depth > 0 {
-                cur.pop();
-                depth -= 1;
-            }
-            continue;
+    Resolver::new(root).resolve(rel)
+}
+
+/// What one path of the image is, as `lstat` and `readlink` said.
+#[derive(Clone)]
+enum Node {
+    Missing,
+    Plain,
+    Link(PathBuf),
+}
+
+/// Resolves many paths of one image, remembering what each path component
+/// turned out to be: a source that follows hundreds of links into the same
+/// folders (Debian's `/etc/ssl/certs`) looks at each folder once, not once
+/// per link. The image is taken not to change during a scan.
+pub struct Resolver<'r> {
+    root: &'r Path,
+    nodes: std::cell::RefCell<HashMap<PathBuf, Node>>,
+}
+
+impl<'r> Resolver<'r> {
+    pub fn new(root: &'r Path) -> Self {
+        Resolver {
+            root,
+            nodes: Default::default(),
         }
-        let next = cur.join(&c);
-        let meta = std::fs::symlink_metadata(&next).ok()?;
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > MAX_LINKS {
-                return None;
-            }
-            let target = std::fs::read_link(&next).ok()?;
-            if target.is_absolute() {
-                cur = root.to_path_buf();
-                depth = 0;
-            }
-            let mut more = Vec::new();
-            push_components(&mut more, &target);
-            pending.extend(more.into_iter().rev());
-            continue;
-        }
-        cur = next;
-        depth += 1;
     }
-    Some(cur)
+
+    fn node(&self, path: &Path) -> Node {
+        if let Some(n) = self.nodes.borrow().get(path) {
+            return n.clone();
+        }
+        let node = match std::fs::symlink_metadata(path) {
+            Err(_) => Node::Missing,
+            Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
+                Ok(t) => Node::Link(t),
+                Err(_) => Node::Missing,
+            },
+            Ok(_) => Node::Plain,
+        };
+        self.nodes
+            .borrow_mut()
+            .insert(path.to_path_buf(), node.clone());
+        node
+    }
+
+    /// See [`resolve`].
+    pub fn resolve(&self, rel: impl AsRef<Path>) -> Option<PathBuf> {
+        let root = self.root;
+        let mut pending: Vec<std::ffi::OsString> = Vec::new();
+        push_components(&mut pending, rel.as_ref());
+        pending.reverse();
+        let mut cur = root.to_path_buf();
+        let mut depth = 0usize; // components below root in `cur`
+        let mut links = 0;
+        while let Some(c) = pending.pop() {
+            if c == ".." {
+                if depth > 0 {
+                    cur.pop();
+                    depth -= 1;
+                }
+                continue;
+            }
+            let next = cur.join(&c);
+            match self.node(&next) {
+                Node::Missing => return None,
+                Node::Link(target) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return None;
+                    }
+                    if target.is_absolute() {
+                        cur = root.to_path_buf();
+                        depth = 0;
+                    }
+                    let mut more = Vec::new();
+                    push_components(&mut more, &target);
+                    pending.extend(more.into_iter().rev());
+                }
+                Node::Plain => {
+                    cur = next;
+                    depth += 1;
+                }
+            }
+        }
+        Some(cur)
+    }
 }
 
 fn push_components(out: &mut Vec<std::ffi::OsString>, p: &Path) {
