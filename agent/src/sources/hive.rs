@@ -5,18 +5,19 @@
 //! host saves its hives with `reg save` and is read by this same code.
 
 use super::SourceError;
+use super::hivefile::{self, HiveError, Key};
 use super::system::find_ci;
 use muster_catalog::{Catalog, HostFacts, Item, ItemKind, Platform, Presence};
-use regf::RegistryHive;
 use std::path::{Path, PathBuf};
 
 /// Largest hive read, in bytes: a SYSTEM or SOFTWARE hive of a real
 /// machine is tens of MB; anything far larger is not a hive to trust.
 const MAX_HIVE: u64 = 512 << 20;
 
-/// An open hive and where it came from.
+/// An open hive and where it came from. Cells are read on demand (see
+/// [`hivefile`]), so a large hive costs little memory.
 pub struct Hive {
-    hive: RegistryHive,
+    hive: hivefile::Hive,
     path: PathBuf,
 }
 
@@ -39,50 +40,45 @@ impl Hive {
                 format!("{len} bytes is too large for a registry hive"),
             ));
         }
-        let data = std::fs::read(path).map_err(|e| SourceError::read(path, e))?;
-        // The parser is third-party code reading untrusted bytes: a panic
-        // in it must cost this source, not the scan.
-        let parsed = std::panic::catch_unwind(|| RegistryHive::from_bytes(data));
-        match parsed {
-            Ok(Ok(hive)) => Ok(Hive {
+        match hivefile::Hive::open(path) {
+            Ok(hive) => Ok(Hive {
                 hive,
                 path: path.to_path_buf(),
             }),
-            Ok(Err(e)) => Err(SourceError::invalid(
+            Err(e) => Err(SourceError::invalid(
                 path,
-                format!("not a readable registry hive: {e}"),
-            )),
-            Err(_) => Err(SourceError::invalid(
-                path,
-                "not a readable registry hive (the parser gave up)",
+                format!("not a readable registry hive: {}", e.message()),
             )),
         }
     }
 
-    fn key(&self, path: &str) -> Option<regf::hive::RegistryKey<'_>> {
-        self.hive.open_key(path).ok()
+    /// The key at `path`, `None` when it is absent or cannot be read.
+    fn key(&self, path: &str) -> Option<Key<'_>> {
+        self.hive.open_key(path).ok().flatten()
+    }
+
+    /// The key at `path`, `None` when absent, an error when the hive is
+    /// damaged on the way there.
+    fn try_key(&self, path: &str) -> Result<Option<Key<'_>>, HiveError> {
+        self.hive.open_key(path)
     }
 
     /// `ControlSetNNN` named by `Select\Current` (001 when absent).
     fn current_control_set(&self) -> String {
         let n = self
             .key("Select")
-            .and_then(|k| k.value("Current").ok())
-            .and_then(|v| v.dword_data().ok())
+            .and_then(|k| dword(&k, "Current"))
             .unwrap_or(1);
         format!("ControlSet{n:03}")
     }
 }
 
-fn string(key: &regf::hive::RegistryKey<'_>, name: &str) -> Option<String> {
-    key.value(name)
-        .ok()
-        .and_then(|v| v.string_data().ok())
-        .map(|s| s.trim_end_matches('\0').to_string())
+fn string(key: &Key<'_>, name: &str) -> Option<String> {
+    key.value(name).ok().flatten().and_then(|v| v.string())
 }
 
-fn dword(key: &regf::hive::RegistryKey<'_>, name: &str) -> Option<u32> {
-    key.value(name).ok().and_then(|v| v.dword_data().ok())
+fn dword(key: &Key<'_>, name: &str) -> Option<u32> {
+    key.value(name).ok().flatten().and_then(|v| v.dword())
 }
 
 /// The file name at the end of an ImagePath (`system32\drivers\klif.sys`,
@@ -97,26 +93,30 @@ pub fn image_file(image_path: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// Runs a reader over a hive, turning a panic inside the third-party hive
-/// parser (on a damaged hive) into this source's error.
+/// Runs a reader over a hive, turning damage it meets into this source's
+/// error (naming the hive file).
 pub fn guarded(
     hive: &Hive,
-    read: impl FnOnce(&Hive) -> Vec<Item>,
+    read: impl FnOnce(&Hive) -> Result<Vec<Item>, HiveError>,
 ) -> Result<Vec<Item>, SourceError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(hive)))
-        .map_err(|_| SourceError::invalid(&hive.path, "damaged registry hive (the parser gave up)"))
+    read(hive).map_err(|e| {
+        SourceError::invalid(
+            &hive.path,
+            format!("damaged registry hive: {}", e.message()),
+        )
+    })
 }
 
 /// Services and drivers of the current control set. A driver (Type 1, 2
 /// or 8) is reported both by its service name and by its file name; a
 /// service or driver whose Start is 4 (disabled) is a leftover.
-pub fn services(system: &Hive) -> Vec<Item> {
+pub fn services(system: &Hive) -> Result<Vec<Item>, HiveError> {
     let cs = system.current_control_set();
-    let Some(services) = system.key(&format!("{cs}\\Services")) else {
-        return Vec::new();
+    let Some(services) = system.try_key(&format!("{cs}\\Services"))? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for k in services.subkeys().unwrap_or_default() {
+    for k in services.subkeys()? {
         let name = k.name();
         let kind = dword(&k, "Type").unwrap_or(0);
         let start = dword(&k, "Start");
@@ -134,7 +134,7 @@ pub fn services(system: &Hive) -> Vec<Item> {
         let display = string(&k, "DisplayName").unwrap_or_default();
         let start = start.map(|s| s.to_string()).unwrap_or_default();
         let is_driver = kind & 0xB != 0 && kind < 0x10;
-        let service = Item::new(ItemKind::Service, name.as_str(), presence, source.as_str())
+        let service = Item::new(ItemKind::Service, name, presence, source.as_str())
             .path(image.as_str())
             .attr("display_name", display.as_str())
             .attr("start", start.as_str())
@@ -149,7 +149,7 @@ pub fn services(system: &Hive) -> Vec<Item> {
         }
         out.push(service);
     }
-    out
+    Ok(out)
 }
 
 /// Most user profiles read from one volume.
@@ -182,13 +182,13 @@ pub fn users(root: &Path) -> Vec<(String, Result<Hive, SourceError>)> {
 
 /// Uninstall entries of both registry views of the machine's SOFTWARE
 /// hive, by DisplayName, with DisplayVersion.
-pub fn uninstall(software: &Hive) -> Vec<Item> {
+pub fn uninstall(software: &Hive) -> Result<Vec<Item>, HiveError> {
     uninstall_in(software, "HKLM\\SOFTWARE", "", None)
 }
 
 /// A user's own Uninstall entries, from their NTUSER.DAT (whose root holds
 /// `Software`) or from a saved `HKCU\Software` hive (whose root is it).
-pub fn user_uninstall(ntuser: &Hive, user: &str) -> Vec<Item> {
+pub fn user_uninstall(ntuser: &Hive, user: &str) -> Result<Vec<Item>, HiveError> {
     let prefix = if ntuser.key("Software\\Microsoft").is_some() {
         "Software\\"
     } else {
@@ -202,16 +202,21 @@ pub fn user_uninstall(ntuser: &Hive, user: &str) -> Vec<Item> {
     )
 }
 
-fn uninstall_in(h: &Hive, shown: &str, prefix: &str, user: Option<&str>) -> Vec<Item> {
+fn uninstall_in(
+    h: &Hive,
+    shown: &str,
+    prefix: &str,
+    user: Option<&str>,
+) -> Result<Vec<Item>, HiveError> {
     let mut out = Vec::new();
     for view in [
         "Microsoft\\Windows\\CurrentVersion\\Uninstall",
         "WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
     ] {
-        let Some(key) = h.key(&format!("{prefix}{view}")) else {
+        let Some(key) = h.try_key(&format!("{prefix}{view}"))? else {
             continue;
         };
-        for k in key.subkeys().unwrap_or_default() {
+        for k in key.subkeys()? {
             let Some(display) = string(&k, "DisplayName").filter(|s| !s.trim().is_empty()) else {
                 continue;
             };
@@ -243,13 +248,13 @@ fn uninstall_in(h: &Hive, shown: &str, prefix: &str, user: Option<&str>) -> Vec<
             out.push(item);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Products registered with Windows Security Center (workstations since
 /// Windows 8 keep them under `Microsoft\Security Center\Provider`; Windows
 /// Server has no Security Center, so services and drivers must suffice there).
-pub fn security_center(software: &Hive) -> Vec<Item> {
+pub fn security_center(software: &Hive) -> Result<Vec<Item>, HiveError> {
     let mut out = Vec::new();
     for (sub, kind) in [
         ("Av", "antivirus"),
@@ -257,10 +262,10 @@ pub fn security_center(software: &Hive) -> Vec<Item> {
         ("As", "antispyware"),
     ] {
         let path = format!("Microsoft\\Security Center\\Provider\\{sub}");
-        let Some(key) = software.key(&path) else {
+        let Some(key) = software.try_key(&path)? else {
             continue;
         };
-        for k in key.subkeys().unwrap_or_default() {
+        for k in key.subkeys()? {
             let Some(name) = string(&k, "DISPLAYNAME").filter(|s| !s.trim().is_empty()) else {
                 continue;
             };
@@ -275,7 +280,7 @@ pub fn security_center(software: &Hive) -> Vec<Item> {
             );
         }
     }
-    out
+    Ok(out)
 }
 
 /// The DER certificate inside a registry certificate `Blob`: a list of
@@ -296,18 +301,18 @@ pub fn blob_certificate(blob: &[u8]) -> Option<&[u8]> {
 
 /// Root certificates of the machine's registry stores (`ROOT`, `AuthRoot`,
 /// and the group-policy store), by subject common name.
-pub fn certificates(software: &Hive) -> Vec<Item> {
+pub fn certificates(software: &Hive) -> Result<Vec<Item>, HiveError> {
     let mut out = Vec::new();
     for store in [
         "Microsoft\\SystemCertificates\\ROOT\\Certificates",
         "Microsoft\\SystemCertificates\\AuthRoot\\Certificates",
         "Policies\\Microsoft\\SystemCertificates\\Root\\Certificates",
     ] {
-        let Some(key) = software.key(store) else {
+        let Some(key) = software.try_key(store)? else {
             continue;
         };
-        for k in key.subkeys().unwrap_or_default().into_iter().take(10_000) {
-            let Some(blob) = k.value("Blob").ok().and_then(|v| v.raw_data().ok()) else {
+        for k in key.subkeys()?.into_iter().take(10_000) {
+            let Some(blob) = k.value("Blob").ok().flatten().map(|v| v.data) else {
                 continue;
             };
             let Some(cert) = blob_certificate(&blob).and_then(super::certs::parse_der) else {
@@ -333,7 +338,7 @@ pub fn certificates(software: &Hive) -> Vec<Item> {
             );
         }
     }
-    out
+    Ok(out)
 }
 
 /// The registry keys that the catalog names and that exist in the hives.
@@ -473,19 +478,19 @@ mod tests {
         b.write_to_file(&nt).unwrap();
 
         let software = Hive::open_file(&sw).unwrap();
-        let sc = security_center(&software);
+        let sc = security_center(&software).unwrap();
         assert_eq!(sc.len(), 1);
         assert_eq!(sc[0].name, "Kaspersky Endpoint Security for Windows");
         assert_eq!(sc[0].attrs["type"], "antivirus");
-        let un = uninstall(&software);
+        let un = uninstall(&software).unwrap();
         assert_eq!(un[0].version, "11.11.0.452");
         assert_eq!(un[0].attrs["view"], "32-bit");
         assert_eq!(un[0].attrs["publisher"], "AO Kaspersky Lab");
-        let user = user_uninstall(&Hive::open_file(&nt).unwrap(), "alice");
+        let user = user_uninstall(&Hive::open_file(&nt).unwrap(), "alice").unwrap();
         assert_eq!(user[0].name, "Per-user Tool");
         assert_eq!(user[0].attrs["user"], "alice");
         assert!(user[0].source.starts_with("HKU\\alice\\Software\\"));
-        let certs = certificates(&software);
+        let certs = certificates(&software).unwrap();
         assert_eq!(certs.len(), 1, "{certs:?}");
         assert_eq!(
             certs[0].name,
@@ -509,7 +514,7 @@ mod tests {
         else {
             return;
         };
-        let items = user_uninstall(&Hive::open_file(&p).unwrap(), "tony");
+        let items = user_uninstall(&Hive::open_file(&p).unwrap(), "tony").unwrap();
         // 5 per-user entries, per the fixture's README.
         assert_eq!(items.len(), 5, "{items:?}");
         assert!(items.iter().any(|i| i.name.contains("GitKraken")));
@@ -568,7 +573,7 @@ mod tests {
             return;
         };
         let h = Hive::open_file(&p).unwrap();
-        let items = services(&h);
+        let items = services(&h).unwrap();
         let svc = |n: &str| {
             items
                 .iter()
@@ -597,7 +602,7 @@ mod tests {
             return;
         };
         let h = Hive::open_file(&p).unwrap();
-        let items = uninstall(&h);
+        let items = uninstall(&h).unwrap();
         // 7 entries in the 64-bit view and 1 in WOW6432Node, per the fixture's README.
         let in_wow = items
             .iter()

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod dpkg;
 pub mod fsroot;
 pub mod hive;
+pub mod hivefile;
 pub mod macos;
 pub mod modules;
 pub mod pacman;
