@@ -81,6 +81,84 @@ fn dword(key: &Key<'_>, name: &str) -> Option<u32> {
     key.value(name).ok().flatten().and_then(|v| v.dword())
 }
 
+/// The machine hives a live Windows host is read from.
+const LIVE_HIVES: [(&str, &str); 2] = [("SYSTEM", "HKLM\\SYSTEM"), ("SOFTWARE", "HKLM\\SOFTWARE")];
+
+/// The live registry saved to files in a folder of its own, removed when
+/// this is dropped: Windows keeps the hive files of a running system open,
+/// so `reg save` copies them and the same reader as for an image reads the
+/// copies. (Users' NTUSER.DAT files are read in place; a logged-on user's is
+/// locked and reported as unreadable.)
+pub struct Saved {
+    dir: PathBuf,
+}
+
+impl Saved {
+    /// Saves every machine hive with `save(key, file)` into a new folder
+    /// under `parent`, created by this call (so nobody can have placed a
+    /// file or link there first) and readable by the agent's account only.
+    pub fn save(
+        parent: &Path,
+        save: impl Fn(&str, &Path) -> std::io::Result<()>,
+    ) -> Result<Saved, SourceError> {
+        let dir = parent.join(format!(
+            "muster-hives-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
+            .map_err(|e| SourceError::read(&dir, e))?;
+        let saved = Saved { dir };
+        for (name, key) in LIVE_HIVES {
+            let file = saved.path(name);
+            save(key, &file).map_err(|e| {
+                SourceError::invalid(
+                    &file,
+                    format!("could not save {key} from the live registry: {e}"),
+                )
+            })?;
+        }
+        Ok(saved)
+    }
+
+    /// The saved copy of the hive `name` (`SYSTEM`, `SOFTWARE`).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Saves a live registry key to `file` with Windows' own `reg save`
+/// (which needs the backup privilege an administrator or SYSTEM has).
+pub fn reg_save(key: &str, file: &Path) -> std::io::Result<()> {
+    let out = std::process::Command::new("reg")
+        .arg("save")
+        .arg(key)
+        .arg(file)
+        .arg("/y")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let said = String::from_utf8_lossy(&out.stderr);
+        Err(std::io::Error::other(format!(
+            "reg save exited with {}: {}",
+            out.status,
+            said.trim()
+        )))
+    }
+}
+
 /// The file name at the end of an ImagePath (`system32\drivers\klif.sys`,
 /// `"C:\Program Files\X\svc.exe" -k y`, `\SystemRoot\...`).
 pub fn image_file(image_path: &str) -> Option<String> {
@@ -544,6 +622,69 @@ mod tests {
         fn certificate_blobs_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = blob_certificate(&bytes);
         }
+    }
+
+    /// The live path: hives saved into a private folder of their own, read
+    /// by the same code as an image's, and the folder gone afterwards.
+    #[test]
+    fn live_hives_are_saved_privately_read_and_removed() {
+        let Some(system) = crate::sources::fixture("windows-registry/regipy_SYSTEM") else {
+            return;
+        };
+        let Some(software) = crate::sources::fixture("windows-registry/scancode_Software_Delta")
+        else {
+            return;
+        };
+        let parent = tempfile::tempdir().unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let saved = Saved::save(parent.path(), |key, file| {
+            asked.borrow_mut().push(key.to_string());
+            let from = if key.ends_with("SYSTEM") {
+                &system
+            } else {
+                &software
+            };
+            std::fs::copy(from, file).map(|_| ())
+        })
+        .unwrap();
+        assert_eq!(*asked.borrow(), ["HKLM\\SYSTEM", "HKLM\\SOFTWARE"]);
+        let dir = saved.path("SYSTEM").parent().unwrap().to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        let h = Hive::open_file(&saved.path("SYSTEM")).unwrap();
+        assert_eq!(facts(Some(&h), None).hostname, "WKS-WIN732BITA");
+        let sw = Hive::open_file(&saved.path("SOFTWARE")).unwrap();
+        assert!(
+            uninstall(&sw)
+                .unwrap()
+                .iter()
+                .any(|i| i.name.contains("Python 3.9.5"))
+        );
+        drop((h, sw));
+        drop(saved);
+        assert!(!dir.exists(), "the saved hives are removed");
+    }
+
+    /// A failing `reg save` is the source's error, naming the key; no
+    /// folder is left behind. On this Linux machine `reg` itself is absent.
+    #[test]
+    fn a_failed_save_names_the_key_and_leaves_nothing() {
+        let parent = tempfile::tempdir().unwrap();
+        let e = Saved::save(parent.path(), |key, _| {
+            if key.ends_with("SOFTWARE") {
+                Err(std::io::Error::other("Access is denied."))
+            } else {
+                Ok(())
+            }
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("HKLM\\SOFTWARE"), "{e}");
+        assert!(e.to_string().contains("Access is denied"), "{e}");
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+        let e = Saved::save(parent.path(), reg_save).err().unwrap();
+        assert!(e.to_string().contains("HKLM\\SYSTEM"), "{e}");
     }
 
     #[test]

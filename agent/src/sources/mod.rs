@@ -23,7 +23,7 @@ use muster_catalog::{Catalog, Inventory, Item, Platform, Section};
 use std::path::{Path, PathBuf};
 
 /// A source could not read what it needs.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot read {path}: {reason}")]
 pub struct SourceError {
     /// The file or folder.
@@ -176,7 +176,15 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
     };
     let facts = match platform {
         Platform::Windows => {
-            let open = |name| Hive::open(root, name).transpose();
+            // A running Windows holds its hives open: the live host's are
+            // saved with `reg save` first, then read like an image's.
+            let saved = (live && cfg!(windows))
+                .then(|| hive::Saved::save(&std::env::temp_dir(), hive::reg_save));
+            let open = |name| match &saved {
+                None => Hive::open(root, name).transpose(),
+                Some(Ok(saved)) => Hive::open_file(&saved.path(name)).map(Some),
+                Some(Err(e)) => Err(e.clone()),
+            };
             let system = open("SYSTEM");
             let software = open("SOFTWARE");
             let (system, software) = (
