@@ -16,6 +16,9 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+/// Most timeline events `GetHost` returns (the newest).
+const TIMELINE_SHOWN: u32 = 500;
+
 /// Logs a storage failure and gives the client an opaque error.
 fn internal(e: StoreError) -> Status {
     tracing::error!(error = %e, "request failed");
@@ -275,6 +278,12 @@ impl v1::operator_server::Operator for OperatorService {
             .await
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no host with id {id:?}")))?;
+        let timeline = self
+            .0
+            .store
+            .timeline(&id, TIMELINE_SHOWN)
+            .await
+            .map_err(internal)?;
         tracing::info!(operator = %who.id, host = %id, "host read");
         let catalog = &self.0.catalog;
         Ok(Response::new(v1::HostDetail {
@@ -296,6 +305,7 @@ impl v1::operator_server::Operator for OperatorService {
                     detection: Some(detection_to_wire(&d.detection)),
                     first_seen: d.first_seen,
                     last_seen: d.last_seen,
+                    removed_at: d.removed_at.unwrap_or(0),
                     banned_by: catalog
                         .product(&d.detection.product_id)
                         .map(|p| catalog.banned_by(p))
@@ -304,6 +314,29 @@ impl v1::operator_server::Operator for OperatorService {
                 .collect(),
             certificate_serial: h.cert_serial.clone(),
             agent_detections: agent.iter().map(detection_to_wire).collect(),
+            timeline: timeline
+                .into_iter()
+                .map(|e| {
+                    // Names from the event's own detection: what was true
+                    // when it happened, even if the catalog changed since.
+                    let (vendor, product, category) = e
+                        .detection
+                        .map(|d| (d.vendor, d.product, d.category.as_str().to_string()))
+                        .unwrap_or_default();
+                    v1::HostEvent {
+                        id: e.id,
+                        at: e.at,
+                        kind: e.kind,
+                        product_id: e.product_id,
+                        vendor,
+                        product,
+                        category,
+                        state: e.state,
+                        previous_state: e.previous_state,
+                        version: e.version,
+                    }
+                })
+                .collect(),
         }))
     }
 

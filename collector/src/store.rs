@@ -123,6 +123,122 @@ pub struct DetectionRow {
     pub first_seen: i64,
     /// Last seen.
     pub last_seen: i64,
+    /// When it stopped being found; `None` while it is found.
+    pub removed_at: Option<i64>,
+}
+
+/// What happened to a host: an entry of its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Stable unique id (a UUID), for the SIEM to deduplicate on.
+    pub id: String,
+    /// The host.
+    pub host_id: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// `enrolled`, `detected`, `state_changed` or `removed`.
+    pub kind: String,
+    /// The product, for detection events.
+    pub product_id: String,
+    /// The state now (for `removed`, the last state it had).
+    pub state: String,
+    /// The state before, for `state_changed`.
+    pub previous_state: String,
+    /// The product's version where known.
+    pub version: String,
+    /// The detection with its evidence, for detection events.
+    pub detection: Option<Detection>,
+}
+
+impl Event {
+    fn new(host_id: &str, at: i64, kind: &str) -> Event {
+        Event {
+            id: uuid::Uuid::new_v4().to_string(),
+            host_id: host_id.to_string(),
+            at,
+            kind: kind.to_string(),
+            product_id: String::new(),
+            state: String::new(),
+            previous_state: String::new(),
+            version: String::new(),
+            detection: None,
+        }
+    }
+
+    fn about(host_id: &str, at: i64, kind: &str, d: &Detection) -> Event {
+        Event {
+            product_id: d.product_id.clone(),
+            state: d.state.as_str().to_string(),
+            version: d.version.clone(),
+            detection: Some(d.clone()),
+            ..Event::new(host_id, at, kind)
+        }
+    }
+}
+
+/// Writes events inside the caller's transaction.
+async fn insert_events(
+    tx: &mut sqlx::SqliteConnection,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&e.id)
+        .bind(&e.host_id)
+        .bind(e.at)
+        .bind(&e.kind)
+        .bind(&e.product_id)
+        .bind(&e.state)
+        .bind(&e.previous_state)
+        .bind(&e.version)
+        .bind(e.detection.as_ref().map(json).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The events that turn the stored detections (`before`: product id ->
+/// (state, removed)) into the found ones: new or found again (`detected`),
+/// another state (`state_changed`), no longer found (`removed`).
+pub fn detection_events(
+    host_id: &str,
+    at: i64,
+    before: &HashMap<String, (String, bool)>,
+    found: &[Detection],
+    stored: &HashMap<String, Detection>,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for d in found {
+        match before.get(&d.product_id) {
+            None | Some((_, true)) => out.push(Event::about(host_id, at, "detected", d)),
+            Some((state, false)) if state != d.state.as_str() => out.push(Event {
+                previous_state: state.clone(),
+                ..Event::about(host_id, at, "state_changed", d)
+            }),
+            Some(_) => {}
+        }
+    }
+    let mut gone: Vec<&String> = before
+        .iter()
+        .filter(|(id, (_, removed))| !removed && !found.iter().any(|d| &d.product_id == *id))
+        .map(|(id, _)| id)
+        .collect();
+    gone.sort();
+    for id in gone {
+        let e = match stored.get(id) {
+            Some(d) => Event::about(host_id, at, "removed", d),
+            None => Event {
+                product_id: id.clone(),
+                ..Event::new(host_id, at, "removed")
+            },
+        };
+        out.push(e);
+    }
+    out
 }
 
 /// A section as summarised for operators.
@@ -274,6 +390,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
+        insert_events(&mut tx, &[Event::new(&id, now(), "enrolled")])
+            .await
+            .map_err(EnrollError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok((id, issued))
     }
@@ -365,25 +484,38 @@ impl Store {
                 );
             }
             let found = evaluate(&inv);
-            let keep: Vec<&str> = found.iter().map(|d| d.product_id.as_str()).collect();
-            let existing: Vec<String> =
-                sqlx::query_scalar("SELECT product_id FROM detections WHERE host_id = $1")
-                    .bind(host_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            for gone in existing.iter().filter(|p| !keep.contains(&p.as_str())) {
-                sqlx::query("DELETE FROM detections WHERE host_id = $1 AND product_id = $2")
-                    .bind(host_id)
-                    .bind(gone)
-                    .execute(&mut *tx)
-                    .await?;
+            let rows: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
+                "SELECT product_id, state, removed_at, detection FROM detections WHERE host_id = $1",
+            )
+            .bind(host_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut before = HashMap::new();
+            let mut stored = HashMap::new();
+            for (product, state, removed_at, detection) in rows {
+                before.insert(product.clone(), (state, removed_at.is_some()));
+                stored.insert(product, parse::<Detection>(&detection)?);
+            }
+            let events = detection_events(host_id, t, &before, &found, &stored);
+            for e in events.iter().filter(|e| e.kind == "removed") {
+                sqlx::query(
+                    "UPDATE detections SET removed_at = $1 WHERE host_id = $2 AND product_id = $3",
+                )
+                .bind(t)
+                .bind(host_id)
+                .bind(&e.product_id)
+                .execute(&mut *tx)
+                .await?;
             }
             for d in &found {
+                // Found again after a removal: a new first sighting.
                 sqlx::query(
                     "INSERT INTO detections (host_id, product_id, state, version, detection, first_seen, last_seen) \
                      VALUES ($1, $2, $3, $4, $5, $6, $6) \
                      ON CONFLICT (host_id, product_id) DO UPDATE SET state = excluded.state, \
-                     version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen",
+                     version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen, \
+                     first_seen = CASE WHEN detections.removed_at IS NULL THEN detections.first_seen ELSE excluded.first_seen END, \
+                     removed_at = NULL",
                 )
                 .bind(host_id)
                 .bind(&d.product_id)
@@ -394,10 +526,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            insert_events(&mut tx, &events).await?;
             detections = Some(found.len());
         } else {
-            sqlx::query("UPDATE detections SET last_seen = $1 WHERE host_id = $2")
-                .bind(t)
+            sqlx::query(
+                "UPDATE detections SET last_seen = $1 WHERE host_id = $2 AND removed_at IS NULL",
+            )
+            .bind(t)
                 .bind(host_id)
                 .execute(&mut *tx)
                 .await?;
@@ -442,7 +577,9 @@ impl Store {
     }
 
     async fn count_detections(&self, host_id: &str) -> Result<usize, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM detections WHERE host_id = $1")
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM detections WHERE host_id = $1 AND removed_at IS NULL",
+        )
             .bind(host_id)
             .fetch_one(&self.pool)
             .await?;
@@ -475,6 +612,7 @@ impl Store {
             detection: parse(row.get::<&str, _>("detection"))?,
             first_seen: row.get("first_seen"),
             last_seen: row.get("last_seen"),
+            removed_at: row.get("removed_at"),
         })
     }
 
@@ -490,7 +628,7 @@ impl Store {
             index.insert(h.id.clone(), hosts.len());
             hosts.push(h);
         }
-        let dets = sqlx::query("SELECT * FROM detections ORDER BY product_id")
+        let dets = sqlx::query("SELECT * FROM detections WHERE removed_at IS NULL ORDER BY product_id")
             .fetch_all(&self.pool)
             .await?;
         for row in &dets {
@@ -538,5 +676,37 @@ impl Store {
         })
         .collect();
         Ok(Some((host, sections, agent)))
+    }
+
+    /// A host's timeline, oldest first: at most `limit` of its newest events.
+    pub async fn timeline(&self, host_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM events WHERE host_id = $1 ORDER BY seq DESC LIMIT $2) \
+             ORDER BY seq",
+        )
+        .bind(host_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detection: &str = r.get("detection");
+                Ok(Event {
+                    id: r.get("id"),
+                    host_id: r.get("host_id"),
+                    at: r.get("at"),
+                    kind: r.get("kind"),
+                    product_id: r.get("product_id"),
+                    state: r.get("state"),
+                    previous_state: r.get("previous_state"),
+                    version: r.get("version"),
+                    detection: if detection.is_empty() {
+                        None
+                    } else {
+                        Some(parse(detection)?)
+                    },
+                })
+            })
+            .collect()
     }
 }

@@ -312,8 +312,18 @@ async fn run(cli: Cli) -> Result<()> {
                         let mut x = detection_json(&r.detection.clone().unwrap_or_default(), true);
                         x["first_seen"] = time_json(r.first_seen);
                         x["last_seen"] = time_json(r.last_seen);
+                        x["removed_at"] = time_json(r.removed_at);
                         x["banned_by"] = json!(r.banned_by);
                         x
+                    })
+                    .collect();
+                v["timeline"] = d
+                    .timeline
+                    .iter()
+                    .map(|e| {
+                        json!({"id": e.id, "at": time_json(e.at), "kind": e.kind, "product_id": e.product_id,
+                            "vendor": e.vendor, "product": e.product, "category": e.category, "state": e.state,
+                            "previous_state": e.previous_state, "version": e.version})
                     })
                     .collect();
                 v["agent_detections"] = d
@@ -354,34 +364,12 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{t}");
             if d.detections.is_empty() {
                 println!("no security product of the catalog found");
-                return Ok(());
+            } else {
+                print_detections(&d.detections);
             }
-            let mut t = table();
-            t.set_header([
-                "product",
-                "state",
-                "version",
-                "first seen",
-                "banned by",
-                "evidence",
-            ]);
-            for r in &d.detections {
-                let x = r.detection.clone().unwrap_or_default();
-                let ev: Vec<String> = x
-                    .evidence
-                    .iter()
-                    .map(|e| format!("{} {} ({}) @ {}", e.kind, e.matched, e.state, e.location))
-                    .collect();
-                t.add_row([
-                    format!("{}\n{}", x.product, x.product_id),
-                    x.state,
-                    x.version,
-                    time(r.first_seen),
-                    r.banned_by.join(", "),
-                    ev.join("\n"),
-                ]);
+            if !d.timeline.is_empty() {
+                print_timeline(&d.timeline);
             }
-            println!("{t}");
         }
         Cmd::Summary { format } => {
             let s = c
@@ -426,4 +414,65 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The detections of one host, removed ones marked as such.
+fn print_detections(detections: &[v1::DetectionRecord]) {
+    let mut t = table();
+    t.set_header([
+        "product",
+        "state",
+        "version",
+        "first seen",
+        "banned by",
+        "evidence",
+    ]);
+    for r in detections {
+        let x = r.detection.clone().unwrap_or_default();
+        let ev: Vec<String> = x
+            .evidence
+            .iter()
+            .map(|e| format!("{} {} ({}) @ {}", e.kind, e.matched, e.state, e.location))
+            .collect();
+        let state = if r.removed_at > 0 {
+            format!("removed {}\n(was {})", time(r.removed_at), x.state)
+        } else {
+            x.state
+        };
+        t.add_row([
+            format!("{}\n{}", x.product, x.product_id),
+            state,
+            x.version,
+            time(r.first_seen),
+            r.banned_by.join(", "),
+            ev.join("\n"),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// A host's timeline, oldest first.
+fn print_timeline(events: &[v1::HostEvent]) {
+    let mut t = table();
+    t.set_header(["when", "event", "product", "state", "version"]);
+    for e in events {
+        let what = match e.kind.as_str() {
+            "state_changed" => format!("{} → {}", e.previous_state, e.state),
+            "removed" => format!("gone (was {})", e.state),
+            _ => e.state.clone(),
+        };
+        let product = if e.product_id.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n{}", e.product, e.product_id)
+        };
+        t.add_row([
+            time(e.at),
+            e.kind.replace('_', " "),
+            product,
+            what,
+            e.version.clone(),
+        ]);
+    }
+    println!("timeline:\n{t}");
 }
