@@ -4,34 +4,11 @@
 //! `docs/snapshot.md`; `inventory` is authoritative, the other arrays are
 //! views of it for people and other tools.
 
-use crate::sources::ScanError;
 use anyhow::{Context, Result, bail};
+pub use muster_catalog::snapshot::{FORMAT_VERSION, MAX_SNAPSHOT, ScanError, Snapshot};
 use muster_catalog::{HostFacts, Inventory, Item, ItemKind};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::Path;
-
-/// The snapshot format this agent writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
-
-/// Largest snapshot read, in bytes.
-const MAX_SNAPSHOT: u64 = 256 << 20;
-
-/// What `scan --snapshot` and import need from a snapshot.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Always [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// Unix seconds when the inventory was taken.
-    pub collected_at: i64,
-    /// The host's facts.
-    pub host: HostFacts,
-    /// The inventory, section by section.
-    pub inventory: Inventory,
-    /// Sources that could not be read when it was taken.
-    #[serde(default)]
-    pub errors: Vec<ScanError>,
-}
 
 fn entry(it: &Item) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
@@ -146,29 +123,7 @@ pub fn read(path: &Path) -> Result<Snapshot> {
     }
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read the snapshot {}", path.display()))?;
-    let v: Value = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{} is not a Muster snapshot: not valid JSON",
-            path.display()
-        )
-    })?;
-    match v.get("format_version").and_then(Value::as_u64) {
-        Some(n) if n == u64::from(FORMAT_VERSION) => {}
-        Some(n) => bail!(
-            "{}: snapshot format version {n} is not supported by this agent (it reads version {FORMAT_VERSION}); collect it again with this version, or upgrade",
-            path.display()
-        ),
-        None => bail!(
-            "{} is not a Muster snapshot: it has no format_version",
-            path.display()
-        ),
-    }
-    let mut s: Snapshot = serde_json::from_value(v)
-        .with_context(|| format!("{} is a damaged snapshot", path.display()))?;
-    for section in s.inventory.sections.values_mut() {
-        section.normalise();
-    }
-    Ok(s)
+    muster_catalog::snapshot::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod glob;
 pub mod inventory;
 pub mod model;
 pub mod policy;
+pub mod snapshot;
 
 pub use evaluate::{Detection, Evidence, evaluate};
 pub use inventory::{HostFacts, Inventory, Item, ItemKind, Platform, Presence, Section};

@@ -12,6 +12,16 @@ pub struct DataDir {
     pub root: PathBuf,
 }
 
+impl Config {
+    /// The fleet database of the collector in `dir`.
+    pub fn database(&self, dir: &DataDir) -> crate::store::Database {
+        match &self.database {
+            Some(url) => crate::store::Database::parse(url),
+            None => crate::store::Database::Sqlite(dir.database()),
+        }
+    }
+}
+
 impl DataDir {
     /// The data directory at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -41,7 +51,7 @@ impl DataDir {
     pub fn config(&self) -> PathBuf {
         self.root.join("collector.toml")
     }
-    /// The SQLite database.
+    /// The SQLite database (when the config names no other).
     pub fn database(&self) -> PathBuf {
         self.root.join("muster.db")
     }
@@ -93,6 +103,10 @@ pub struct Config {
     /// the built-in catalog; a product there replaces the built-in one with
     /// the same id.
     pub catalog_dir: Option<PathBuf>,
+    /// The fleet database: unset for the SQLite file `muster.db` in the
+    /// data folder, or a `postgres://` URL (several collectors may share
+    /// one PostgreSQL database).
+    pub database: Option<String>,
 }
 
 impl Default for Config {
@@ -107,6 +121,7 @@ impl Default for Config {
             max_connections: 10_000,
             log_format: "human".into(),
             catalog_dir: None,
+            database: None,
         }
     }
 }
@@ -136,6 +151,10 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 
 # Most TLS connections served at once.
 # max_connections = 10000
+
+# The fleet database: the SQLite file muster.db in this folder, or a
+# PostgreSQL URL shared by several collectors (MUSTER_DATABASE overrides).
+# database = "postgres://muster@db.example.org/muster"
 
 # Log format: "human" or "json".
 # log_format = "human"
@@ -169,6 +188,9 @@ impl Config {
     }
 
     fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("MUSTER_DATABASE") {
+            self.database = Some(v);
+        }
         if let Some(v) = get("MUSTER_LISTEN") {
             self.listen = v;
         }

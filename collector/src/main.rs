@@ -6,7 +6,7 @@ use muster_collector::config::{Config, DEFAULT_CONFIG, DataDir, parse_duration};
 use muster_collector::pki::Authority;
 use muster_collector::server::{State, serve, tls_config};
 use muster_collector::service::token_hash;
-use muster_collector::store::{Store, now};
+use muster_collector::store::{Database, Store, now};
 use muster_collector::{init_logging, write_new};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ struct Cli {
 enum Cmd {
     /// Create a collector's state: CA, server and operator certificates, config, database
     #[command(
-        after_help = "Example:\n  muster-collector init --data-dir /var/lib/muster --server-name muster.example.org"
+        after_help = "Example:\n  muster-collector init --data-dir /var/lib/muster --server-name muster.example.org\n  muster-collector init --data-dir /var/lib/muster --server-name muster.example.org \\\n      --database postgres://muster@db.example.org/muster"
     )]
     Init {
         /// Folder for the collector's state (created; must not hold a collector already)
@@ -36,6 +36,10 @@ enum Cmd {
         /// The DNS name or IP agents use to reach the collector
         #[arg(long)]
         server_name: String,
+        /// A PostgreSQL URL to keep the fleet in (recorded in the config)
+        /// [default: the SQLite file DIR/muster.db]
+        #[arg(long, env = "MUSTER_DATABASE")]
+        database: Option<String>,
     },
     /// Serve agents and operators over gRPC with mutual TLS 1.3
     #[command(
@@ -51,6 +55,10 @@ enum Cmd {
         /// Log format: human or json [default: the config's `log_format`]
         #[arg(long)]
         log_format: Option<String>,
+        /// The fleet database, SQLite file or postgres:// URL [default: the
+        /// config's `database`, else DIR/muster.db]
+        #[arg(long)]
+        database: Option<String>,
     },
     /// Manage enrollment tokens
     Token {
@@ -104,14 +112,19 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Init {
             data_dir,
             server_name,
-        } => init(DataDir::new(data_dir), &server_name).await,
+            database,
+        } => init(DataDir::new(data_dir), &server_name, database.as_deref()).await,
         Cmd::Serve {
             data_dir,
             listen,
             log_format,
+            database,
         } => {
             let dir = DataDir::new(data_dir);
             let mut config = load_config(&dir)?;
+            if let Some(d) = database {
+                config.database = Some(d);
+            }
             if let Some(l) = listen {
                 config.listen = l;
             }
@@ -136,7 +149,8 @@ async fn run(cli: Cli) -> Result<()> {
             let dir = DataDir::new(data_dir);
             anyhow::ensure!(uses >= 1, "--uses must be at least 1");
             let ttl = parse_duration(&expires).map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
-            let store = open_store(&dir).await?;
+            let config = load_config(&dir)?;
+            let store = open_store(&dir, &config).await?;
             let token = hex::encode(rand::random::<[u8; 24]>());
             let expires_at = now() + ttl.as_secs() as i64;
             store
@@ -154,13 +168,16 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let dir = DataDir::new(data_dir);
             let cfg = load_config(&dir)?;
-            for f in [
+            let mut files = vec![
                 dir.ca_cert(),
                 dir.ca_key(),
                 dir.server_cert(),
                 dir.server_key(),
-                dir.database(),
-            ] {
+            ];
+            if let Database::Sqlite(db) = cfg.database(&dir) {
+                files.push(db);
+            }
+            for f in files {
                 anyhow::ensure!(
                     f.exists(),
                     "{} is missing (run muster-collector init)",
@@ -189,18 +206,20 @@ fn load_config(dir: &DataDir) -> Result<Config> {
     Config::load(&dir.config())
 }
 
-async fn open_store(dir: &DataDir) -> Result<Store> {
-    let db = dir.database();
-    anyhow::ensure!(
-        db.exists(),
-        "no database at {} (run muster-collector init --data-dir {} first)",
-        db.display(),
-        dir.root.display()
-    );
+async fn open_store(dir: &DataDir, config: &Config) -> Result<Store> {
+    let db = config.database(dir);
+    if let Database::Sqlite(path) = &db {
+        anyhow::ensure!(
+            path.exists(),
+            "no database at {} (run muster-collector init --data-dir {} first)",
+            path.display(),
+            dir.root.display()
+        );
+    }
     Ok(Store::open(&db, false).await?)
 }
 
-async fn init(dir: DataDir, server_name: &str) -> Result<()> {
+async fn init(dir: DataDir, server_name: &str, database: Option<&str>) -> Result<()> {
     for existing in [dir.config(), dir.ca_cert(), dir.ca_key(), dir.database()] {
         if existing.exists() {
             bail!(
@@ -235,8 +254,23 @@ async fn init(dir: DataDir, server_name: &str) -> Result<()> {
     write_new(&opdir.join("key.pem"), op.key_pem.as_bytes(), 0o600)?;
     write_new(&opdir.join("cert.pem"), op.cert_pem.as_bytes(), 0o644)?;
     write_new(&opdir.join("ca.pem"), ca.cert_pem.as_bytes(), 0o644)?;
-    write_new(&dir.config(), DEFAULT_CONFIG.as_bytes(), 0o644)?;
-    let store = Store::open(&dir.database(), true).await?;
+    let db = match database {
+        Some(url) => {
+            let db = Database::parse(url);
+            anyhow::ensure!(
+                matches!(db, Database::Postgres(_)),
+                "--database takes a postgres:// URL (the default SQLite file needs no option)"
+            );
+            db
+        }
+        None => Database::Sqlite(dir.database()),
+    };
+    let mut config_text = DEFAULT_CONFIG.to_string();
+    if let Some(url) = database {
+        config_text.push_str(&format!("\ndatabase = {}\n", toml_string(url)));
+    }
+    write_new(&dir.config(), config_text.as_bytes(), 0o600)?;
+    let store = Store::open(&db, true).await?;
     let version = store.schema_version().await?;
     store.close().await;
     println!("collector initialised in {}", dir.root.display());
@@ -250,10 +284,7 @@ async fn init(dir: DataDir, server_name: &str) -> Result<()> {
     );
     println!("  operator identity \"admin\": {}", opdir.display());
     println!("  config: {}", dir.config().display());
-    println!(
-        "  database: {} (schema version {version})",
-        dir.database().display()
-    );
+    println!("  database: {db} (schema version {version})");
     println!(
         "next: muster-collector serve --data-dir {}",
         dir.root.display()
@@ -279,7 +310,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         &std::fs::read_to_string(dir.ca_key())
             .with_context(|| format!("cannot read {}", dir.ca_key().display()))?,
     )?;
-    let store = open_store(&dir).await?;
+    let store = open_store(&dir, &config).await?;
     let catalog = config.catalog()?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -288,7 +319,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         listen = %listener.local_addr()?,
         catalog = %catalog.version,
         products = catalog.products.len(),
-        database = %dir.database().display(),
+        database = %config.database(&dir),
         "collector serving"
     );
     let state = Arc::new(State {
@@ -301,4 +332,9 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
     store.close().await;
     tracing::info!("collector stopped; database closed");
     result
+}
+
+/// A TOML basic string holding `s`.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
 }

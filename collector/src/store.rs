@@ -1,13 +1,15 @@
-//! The fleet store, on SQLite (the embedded default). The SQL is written so
-//! that a PostgreSQL backend can share it (`$n` placeholders, `ON CONFLICT`).
+//! The fleet store: SQLite (embedded, the default: one file in the data
+//! folder) or PostgreSQL (several collectors sharing one database). Every
+//! query is written once, in SQL both accept (`$n` placeholders, `ON
+//! CONFLICT`), and compiled for each backend by [`on_pool!`]; the schema has
+//! a migration folder per backend.
 
 use muster_catalog::{Detection, HostFacts, Inventory, Section};
-use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::Duration;
 
 /// A storage failure.
@@ -16,7 +18,7 @@ pub enum StoreError {
     /// The database could not be opened or migrated.
     #[error("cannot open the database {path}: {source}")]
     Open {
-        /// The file.
+        /// The file or URL (without its password).
         path: String,
         /// Why.
         source: sqlx::Error,
@@ -176,29 +178,29 @@ impl Event {
     }
 }
 
-/// Writes events inside the caller's transaction.
-async fn insert_events(
-    tx: &mut sqlx::SqliteConnection,
-    events: &[Event],
-) -> Result<(), StoreError> {
-    for e in events {
-        sqlx::query(
-            "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&e.id)
-        .bind(&e.host_id)
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(&e.product_id)
-        .bind(&e.state)
-        .bind(&e.previous_state)
-        .bind(&e.version)
-        .bind(e.detection.as_ref().map(json).unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
+/// Writes events inside the caller's transaction (`$tx`), so that a state
+/// change and its events are stored together or not at all.
+macro_rules! insert_events {
+    ($tx:expr, $events:expr) => {
+        for e in $events {
+            sqlx::query(
+                "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&e.id)
+            .bind(&e.host_id)
+            .bind(e.at)
+            .bind(&e.kind)
+            .bind(&e.product_id)
+            .bind(&e.state)
+            .bind(&e.previous_state)
+            .bind(&e.version)
+            .bind(e.detection.as_ref().map(json).unwrap_or_default())
+            .execute(&mut *$tx)
+            .await
+            .map_err(StoreError::from)?;
+        }
+    };
 }
 
 /// The events that turn the stored detections (`before`: product id ->
@@ -259,12 +261,67 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The SQLite store.
+/// Where the fleet is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL (`postgres://user@host/db`).
+    Postgres(String),
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL, or else a path to an SQLite
+    /// file (`sqlite://` prefix allowed).
+    pub fn parse(s: &str) -> Database {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Database::Postgres(s.to_string())
+        } else {
+            Database::Sqlite(s.strip_prefix("sqlite://").unwrap_or(s).into())
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => match url.split_once('@') {
+                Some((creds, rest)) if creds.contains(':') && creds.matches(':').count() > 1 => {
+                    let user = creds.rsplit_once(':').map(|(u, _)| u).unwrap_or(creds);
+                    write!(f, "{user}:***@{rest}")
+                }
+                _ => f.write_str(url),
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The fleet store.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+}
+
+/// Runs `$body` with `$p` bound to the store's pool, whichever backend it
+/// is: the body is written once and compiled for both.
+macro_rules! on_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -275,41 +332,191 @@ fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A `hosts` row.
+#[derive(sqlx::FromRow)]
+struct HostRecord {
+    id: String,
+    hostname: String,
+    os_name: String,
+    os_version: String,
+    kernel: String,
+    arch: String,
+    ips: String,
+    agent_version: String,
+    platform: String,
+    enrolled_at: i64,
+    last_checkin: Option<i64>,
+    last_sequence: i64,
+    cert_serial: String,
+    agent_detections: String,
+}
+
+impl HostRecord {
+    fn into_row(self) -> Result<HostRow, StoreError> {
+        Ok(HostRow {
+            id: self.id,
+            facts: HostFacts {
+                hostname: self.hostname,
+                os_name: self.os_name,
+                os_version: self.os_version,
+                kernel: self.kernel,
+                arch: self.arch,
+                ips: parse(&self.ips)?,
+                agent_version: self.agent_version,
+                platform: self.platform,
+            },
+            enrolled_at: self.enrolled_at,
+            last_checkin: self.last_checkin,
+            last_sequence: self.last_sequence as u64,
+            cert_serial: self.cert_serial,
+            detections: Vec::new(),
+        })
+    }
+}
+
+/// A `detections` row.
+#[derive(sqlx::FromRow)]
+struct DetectionRecord {
+    host_id: String,
+    detection: String,
+    first_seen: i64,
+    last_seen: i64,
+    removed_at: Option<i64>,
+}
+
+impl DetectionRecord {
+    fn into_row(self) -> Result<DetectionRow, StoreError> {
+        Ok(DetectionRow {
+            detection: parse(&self.detection)?,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            removed_at: self.removed_at,
+        })
+    }
+}
+
+/// An `events` row.
+#[derive(sqlx::FromRow)]
+struct EventRecord {
+    id: String,
+    host_id: String,
+    at: i64,
+    kind: String,
+    product_id: String,
+    state: String,
+    previous_state: String,
+    version: String,
+    detection: String,
+}
+
+impl EventRecord {
+    fn into_event(self) -> Result<Event, StoreError> {
+        Ok(Event {
+            detection: if self.detection.is_empty() {
+                None
+            } else {
+                Some(parse(&self.detection)?)
+            },
+            id: self.id,
+            host_id: self.host_id,
+            at: self.at,
+            kind: self.kind,
+            product_id: self.product_id,
+            state: self.state,
+            previous_state: self.previous_state,
+            version: self.version,
+        })
+    }
+}
+
+const HOST_COLUMNS: &str = "id, hostname, os_name, os_version, kernel, arch, ips, agent_version, platform, \
+     enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections";
+
 impl Store {
     /// Opens (`create` = false) or creates the database and brings its
-    /// schema to the newest version.
-    pub async fn open(path: &Path, create: bool) -> Result<Store, StoreError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Full: an acknowledged check-in survives even a power cut.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        MIGRATOR.run(&pool).await?;
+    /// schema to the newest version. A PostgreSQL database must exist
+    /// (`create` only applies to an SQLite file).
+    pub async fn open(db: &Database, create: bool) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: db.to_string(),
+            source,
+        };
+        let pool = match db {
+            Database::Sqlite(path) => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(create)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // Full: an acknowledged check-in survives even a power cut.
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(30));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(opts)
+                    .await
+                    .map_err(open_error)?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                Pool::Sqlite(pool)
+            }
+            Database::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await
+                    .map_err(open_error)?;
+                // Several collectors may start at once: the migrator
+                // takes an advisory lock, so only one applies each step.
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                Pool::Postgres(pool)
+            }
+        };
         Ok(Store { pool })
     }
 
-    /// Closes every connection (checkpointing the WAL).
+    /// `BEGIN` for a write transaction: SQLite takes the write lock at once
+    /// (a deferred transaction that reads, then writes, can fail to
+    /// upgrade); PostgreSQL locks the rows it touches (`FOR UPDATE`).
+    fn begin_sql(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "BEGIN IMMEDIATE",
+            Pool::Postgres(_) => "BEGIN",
+        }
+    }
+
+    /// The SQLite or the PostgreSQL form of a query that reads rows the
+    /// transaction will change: PostgreSQL locks them (`FOR UPDATE`) so
+    /// that two collectors cannot both act on what they read; SQLite's
+    /// `BEGIN IMMEDIATE` already holds the only write lock.
+    fn locked(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => sqlite,
+            Pool::Postgres(_) => postgres,
+        }
+    }
+
+    /// Which backend: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection (checkpointing SQLite's WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, |pool| pool.close().await)
     }
 
     /// The newest schema version applied.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v.unwrap_or(0))
+        on_pool!(self, |pool| {
+            let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(pool)
+                .await?;
+            Ok(v.unwrap_or(0))
+        })
     }
 
     /// Stores a new token (by its hash).
@@ -319,17 +526,19 @@ impl Store {
         expires_at: i64,
         uses: u32,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO enrollment_tokens (token_hash, created_at, expires_at, uses_left, uses_total) \
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(token_hash)
-        .bind(now())
-        .bind(expires_at)
-        .bind(uses as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO enrollment_tokens (token_hash, created_at, expires_at, uses_left, uses_total) \
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(token_hash)
+            .bind(now())
+            .bind(expires_at)
+            .bind(uses as i64)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Takes one use of the token and records the new host, in one
@@ -343,58 +552,57 @@ impl Store {
     where
         F: FnOnce(&str) -> Result<crate::pki::Issued, String>,
     {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        on_pool!(self, |pool| {
+            let mut tx = pool
+                .begin_with(self.begin_sql())
+                .await
+                .map_err(StoreError::from)?;
+            let row: Option<(i64, i64, i64)> = sqlx::query_as(self.locked(
+                "SELECT id, expires_at, uses_left FROM enrollment_tokens WHERE token_hash = $1",
+                "SELECT id, expires_at, uses_left FROM enrollment_tokens WHERE token_hash = $1 FOR UPDATE",
+            ))
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::from)?;
-        let row = sqlx::query(
-            "SELECT id, expires_at, uses_left FROM enrollment_tokens WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        let Some(row) = row else {
-            return Err(TokenError::Unknown.into());
-        };
-        let (token_id, expires_at, uses_left): (i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2));
-        if expires_at <= now() {
-            return Err(TokenError::Expired.into());
-        }
-        if uses_left <= 0 {
-            return Err(TokenError::UsedUp.into());
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let issued = issue(&id).map_err(EnrollError::Sign)?;
-        sqlx::query("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = $1")
-            .bind(token_id)
+            let Some(row) = row else {
+                return Err(TokenError::Unknown.into());
+            };
+            let (token_id, expires_at, uses_left) = row;
+            if expires_at <= now() {
+                return Err(TokenError::Expired.into());
+            }
+            if uses_left <= 0 {
+                return Err(TokenError::UsedUp.into());
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let issued = issue(&id).map_err(EnrollError::Sign)?;
+            sqlx::query("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE id = $1")
+                .bind(token_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            sqlx::query(
+                "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, enrolled_at, cert_serial) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&id)
+            .bind(&facts.hostname)
+            .bind(&facts.os_name)
+            .bind(&facts.os_version)
+            .bind(&facts.kernel)
+            .bind(&facts.arch)
+            .bind(json(&facts.ips))
+            .bind(&facts.agent_version)
+            .bind(now())
+            .bind(&issued.serial)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
-        sqlx::query(
-            "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, enrolled_at, cert_serial) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&id)
-        .bind(&facts.hostname)
-        .bind(&facts.os_name)
-        .bind(&facts.os_version)
-        .bind(&facts.kernel)
-        .bind(&facts.arch)
-        .bind(json(&facts.ips))
-        .bind(&facts.agent_version)
-        .bind(now())
-        .bind(&issued.serial)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        insert_events(&mut tx, &[Event::new(&id, now(), "enrolled")])
-            .await
-            .map_err(EnrollError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok((id, issued))
+            insert_events!(tx, &[Event::new(&id, now(), "enrolled")]);
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok((id, issued))
+        })
     }
 
     /// Applies a check-in atomically. Sections not sent must match what is
@@ -409,304 +617,280 @@ impl Store {
     where
         F: FnOnce(&Inventory) -> Vec<Detection>,
     {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let last: Option<i64> = sqlx::query_scalar("SELECT last_sequence FROM hosts WHERE id = $1")
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            let last: Option<i64> = sqlx::query_scalar(self.locked(
+                "SELECT last_sequence FROM hosts WHERE id = $1",
+                "SELECT last_sequence FROM hosts WHERE id = $1 FOR UPDATE",
+            ))
             .bind(host_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(last) = last else {
-            return Ok(CheckInOutcome::UnknownHost);
-        };
-        if c.sequence <= last as u64 {
-            return Ok(CheckInOutcome::Duplicate);
-        }
-        let stored: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-            "SELECT name, digest FROM sections WHERE host_id = $1",
-        )
-        .bind(host_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let missing: Vec<String> = c
-            .digests
-            .iter()
-            .filter(|(name, digest)| {
-                !c.sections.contains_key(*name) && stored.get(*name) != Some(*digest)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        if !missing.is_empty() {
-            return Ok(CheckInOutcome::Missing(missing));
-        }
-        let t = now();
-        for name in stored.keys().filter(|n| !c.digests.contains_key(*n)) {
-            sqlx::query("DELETE FROM sections WHERE host_id = $1 AND name = $2")
-                .bind(host_id)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let changed = !c.sections.is_empty() || stored.keys().any(|n| !c.digests.contains_key(n));
-        for (name, section) in &c.sections {
-            sqlx::query(
-                "INSERT INTO sections (host_id, name, digest, items, item_count, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (host_id, name) DO UPDATE SET digest = excluded.digest, \
-                 items = excluded.items, item_count = excluded.item_count, updated_at = excluded.updated_at",
-            )
-            .bind(host_id)
-            .bind(name)
-            .bind(section.digest())
-            .bind(json(&section.items))
-            .bind(section.items.len() as i64)
-            .bind(t)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let mut detections = None;
-        if changed {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as("SELECT name, items FROM sections WHERE host_id = $1")
-                    .bind(host_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            let mut inv = Inventory {
-                platform: muster_catalog::Platform::parse(&c.facts.platform),
-                ..Inventory::default()
+            let Some(last) = last else {
+                return Ok(CheckInOutcome::UnknownHost);
             };
-            for (name, items) in rows {
-                inv.sections.insert(
-                    name,
-                    Section {
-                        items: parse(&items)?,
-                    },
-                );
+            if c.sequence <= last as u64 {
+                return Ok(CheckInOutcome::Duplicate);
             }
-            let found = evaluate(&inv);
-            let rows: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
-                "SELECT product_id, state, removed_at, detection FROM detections WHERE host_id = $1",
+            let stored: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+                "SELECT name, digest FROM sections WHERE host_id = $1",
             )
             .bind(host_id)
             .fetch_all(&mut *tx)
-            .await?;
-            let mut before = HashMap::new();
-            let mut stored = HashMap::new();
-            for (product, state, removed_at, detection) in rows {
-                before.insert(product.clone(), (state, removed_at.is_some()));
-                stored.insert(product, parse::<Detection>(&detection)?);
+            .await?
+            .into_iter()
+            .collect();
+            let missing: Vec<String> = c
+                .digests
+                .iter()
+                .filter(|(name, digest)| {
+                    !c.sections.contains_key(*name) && stored.get(*name) != Some(*digest)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            if !missing.is_empty() {
+                return Ok(CheckInOutcome::Missing(missing));
             }
-            let events = detection_events(host_id, t, &before, &found, &stored);
-            for e in events.iter().filter(|e| e.kind == "removed") {
+            let t = now();
+            for name in stored.keys().filter(|n| !c.digests.contains_key(*n)) {
+                sqlx::query("DELETE FROM sections WHERE host_id = $1 AND name = $2")
+                    .bind(host_id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let changed =
+                !c.sections.is_empty() || stored.keys().any(|n| !c.digests.contains_key(n));
+            for (name, section) in &c.sections {
                 sqlx::query(
-                    "UPDATE detections SET removed_at = $1 WHERE host_id = $2 AND product_id = $3",
+                    "INSERT INTO sections (host_id, name, digest, items, item_count, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (host_id, name) DO UPDATE SET digest = excluded.digest, \
+                     items = excluded.items, item_count = excluded.item_count, updated_at = excluded.updated_at",
                 )
-                .bind(t)
                 .bind(host_id)
-                .bind(&e.product_id)
+                .bind(name)
+                .bind(section.digest())
+                .bind(json(&section.items))
+                .bind(section.items.len() as i64)
+                .bind(t)
                 .execute(&mut *tx)
                 .await?;
             }
-            for d in &found {
-                // Found again after a removal: a new first sighting.
-                sqlx::query(
-                    "INSERT INTO detections (host_id, product_id, state, version, detection, first_seen, last_seen) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     ON CONFLICT (host_id, product_id) DO UPDATE SET state = excluded.state, \
-                     version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen, \
-                     first_seen = CASE WHEN detections.removed_at IS NULL THEN detections.first_seen ELSE excluded.first_seen END, \
-                     removed_at = NULL",
+            let mut detections = None;
+            if changed {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, items FROM sections WHERE host_id = $1")
+                        .bind(host_id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let mut inv = Inventory {
+                    platform: muster_catalog::Platform::parse(&c.facts.platform),
+                    ..Inventory::default()
+                };
+                for (name, items) in rows {
+                    inv.sections.insert(
+                        name,
+                        Section {
+                            items: parse(&items)?,
+                        },
+                    );
+                }
+                let found = evaluate(&inv);
+                let rows: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT product_id, state, removed_at, detection FROM detections WHERE host_id = $1",
                 )
                 .bind(host_id)
-                .bind(&d.product_id)
-                .bind(d.state.as_str())
-                .bind(&d.version)
-                .bind(json(d))
-                .bind(t)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+                let mut before = HashMap::new();
+                let mut stored = HashMap::new();
+                for (product, state, removed_at, detection) in rows {
+                    before.insert(product.clone(), (state, removed_at.is_some()));
+                    stored.insert(product, parse::<Detection>(&detection)?);
+                }
+                let events = detection_events(host_id, t, &before, &found, &stored);
+                for e in events.iter().filter(|e| e.kind == "removed") {
+                    sqlx::query(
+                        "UPDATE detections SET removed_at = $1 WHERE host_id = $2 AND product_id = $3",
+                    )
+                    .bind(t)
+                    .bind(host_id)
+                    .bind(&e.product_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for d in &found {
+                    // Found again after a removal: a new first sighting.
+                    sqlx::query(
+                        "INSERT INTO detections (host_id, product_id, state, version, detection, first_seen, last_seen) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                         ON CONFLICT (host_id, product_id) DO UPDATE SET state = excluded.state, \
+                         version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen, \
+                         first_seen = CASE WHEN detections.removed_at IS NULL THEN detections.first_seen ELSE excluded.first_seen END, \
+                         removed_at = NULL",
+                    )
+                    .bind(host_id)
+                    .bind(&d.product_id)
+                    .bind(d.state.as_str())
+                    .bind(&d.version)
+                    .bind(json(d))
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                insert_events!(tx, &events);
+                detections = Some(found.len());
+            } else {
+                sqlx::query(
+                    "UPDATE detections SET last_seen = $1 WHERE host_id = $2 AND removed_at IS NULL",
+                )
+                .bind(t)
+                    .bind(host_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            insert_events(&mut tx, &events).await?;
-            detections = Some(found.len());
-        } else {
+            let f = &c.facts;
             sqlx::query(
-                "UPDATE detections SET last_seen = $1 WHERE host_id = $2 AND removed_at IS NULL",
+                "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
+                 ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
+                 agent_detections = $11, platform = $12 WHERE id = $13",
             )
+            .bind(&f.hostname)
+            .bind(&f.os_name)
+            .bind(&f.os_version)
+            .bind(&f.kernel)
+            .bind(&f.arch)
+            .bind(json(&f.ips))
+            .bind(&f.agent_version)
             .bind(t)
-                .bind(host_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let f = &c.facts;
-        sqlx::query(
-            "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
-             ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
-             agent_detections = $11, platform = $12 WHERE id = $13",
-        )
-        .bind(&f.hostname)
-        .bind(&f.os_name)
-        .bind(&f.os_version)
-        .bind(&f.kernel)
-        .bind(&f.arch)
-        .bind(json(&f.ips))
-        .bind(&f.agent_version)
-        .bind(t)
-        .bind(c.sequence as i64)
-        .bind(&c.catalog_version)
-        .bind(json(&c.agent_detections))
-        .bind(&f.platform)
-        .bind(host_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(host_id)
-        .bind(c.sequence as i64)
-        .bind(t)
-        .bind(c.scanned_at)
-        .bind(c.sections.len() as i64)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let detections = match detections {
-            Some(n) => n,
-            None => self.count_detections(host_id).await?,
-        };
-        Ok(CheckInOutcome::Accepted { detections })
+            .bind(c.sequence as i64)
+            .bind(&c.catalog_version)
+            .bind(json(&c.agent_detections))
+            .bind(&f.platform)
+            .bind(host_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(host_id)
+            .bind(c.sequence as i64)
+            .bind(t)
+            .bind(c.scanned_at)
+            .bind(c.sections.len() as i64)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let detections = match detections {
+                Some(n) => n,
+                None => self.count_detections(host_id).await?,
+            };
+            Ok(CheckInOutcome::Accepted { detections })
+        })
     }
 
     async fn count_detections(&self, host_id: &str) -> Result<usize, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM detections WHERE host_id = $1 AND removed_at IS NULL",
-        )
+        on_pool!(self, |pool| {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM detections WHERE host_id = $1 AND removed_at IS NULL",
+            )
             .bind(host_id)
-            .fetch_one(&self.pool)
+            .fetch_one(pool)
             .await?;
-        Ok(n as usize)
-    }
-
-    fn host_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<HostRow, StoreError> {
-        Ok(HostRow {
-            id: row.get("id"),
-            facts: HostFacts {
-                hostname: row.get("hostname"),
-                os_name: row.get("os_name"),
-                os_version: row.get("os_version"),
-                kernel: row.get("kernel"),
-                arch: row.get("arch"),
-                ips: parse(row.get::<&str, _>("ips"))?,
-                agent_version: row.get("agent_version"),
-                platform: row.get("platform"),
-            },
-            enrolled_at: row.get("enrolled_at"),
-            last_checkin: row.get("last_checkin"),
-            last_sequence: row.get::<i64, _>("last_sequence") as u64,
-            cert_serial: row.get("cert_serial"),
-            detections: Vec::new(),
+            Ok(n as usize)
         })
     }
 
-    fn detection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DetectionRow, StoreError> {
-        Ok(DetectionRow {
-            detection: parse(row.get::<&str, _>("detection"))?,
-            first_seen: row.get("first_seen"),
-            last_seen: row.get("last_seen"),
-            removed_at: row.get("removed_at"),
-        })
-    }
-
-    /// Every host with its detections, by hostname.
+    /// Every host with its detections (those found now), by hostname.
     pub async fn list_hosts(&self) -> Result<Vec<HostRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM hosts ORDER BY hostname, id")
-            .fetch_all(&self.pool)
+        on_pool!(self, |pool| {
+            let rows: Vec<HostRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {HOST_COLUMNS} FROM hosts ORDER BY hostname, id"
+            )))
+            .fetch_all(pool)
             .await?;
-        let mut hosts = Vec::with_capacity(rows.len());
-        let mut index = HashMap::new();
-        for row in &rows {
-            let h = Self::host_from_row(row)?;
-            index.insert(h.id.clone(), hosts.len());
-            hosts.push(h);
-        }
-        let dets = sqlx::query("SELECT * FROM detections WHERE removed_at IS NULL ORDER BY product_id")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in &dets {
-            let host: String = row.get("host_id");
-            if let Some(&i) = index.get(&host) {
-                hosts[i].detections.push(Self::detection_from_row(row)?);
+            let mut hosts = Vec::with_capacity(rows.len());
+            let mut index = HashMap::new();
+            for row in rows {
+                let h = row.into_row()?;
+                index.insert(h.id.clone(), hosts.len());
+                hosts.push(h);
             }
-        }
-        Ok(hosts)
+            let dets: Vec<DetectionRecord> = sqlx::query_as(
+                "SELECT host_id, detection, first_seen, last_seen, removed_at FROM detections \
+                 WHERE removed_at IS NULL ORDER BY product_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            for d in dets {
+                if let Some(&i) = index.get(&d.host_id) {
+                    hosts[i].detections.push(d.into_row()?);
+                }
+            }
+            Ok(hosts)
+        })
     }
 
-    /// One host, its sections and its agent's own detections.
+    /// One host, its sections and its agent's own detections. Its
+    /// detections include those no longer found (with `removed_at`).
     pub async fn host(
         &self,
         id: &str,
     ) -> Result<Option<(HostRow, Vec<SectionRow>, Vec<Detection>)>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM hosts WHERE id = $1")
+        on_pool!(self, |pool| {
+            let row: Option<HostRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {HOST_COLUMNS} FROM hosts WHERE id = $1"
+            )))
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let mut host = Self::host_from_row(&row)?;
-        let agent: Vec<Detection> = parse(row.get::<&str, _>("agent_detections"))?;
-        for r in sqlx::query("SELECT * FROM detections WHERE host_id = $1 ORDER BY product_id")
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let agent: Vec<Detection> = parse(&row.agent_detections)?;
+            let mut host = row.into_row()?;
+            let dets: Vec<DetectionRecord> = sqlx::query_as(
+                "SELECT host_id, detection, first_seen, last_seen, removed_at FROM detections \
+                 WHERE host_id = $1 ORDER BY product_id",
+            )
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
+            .await?;
+            for d in dets {
+                host.detections.push(d.into_row()?);
+            }
+            let sections = sqlx::query_as::<_, (String, String, i64, i64)>(
+                "SELECT name, digest, item_count, updated_at FROM sections WHERE host_id = $1 ORDER BY name",
+            )
+            .bind(id)
+            .fetch_all(pool)
             .await?
-        {
-            host.detections.push(Self::detection_from_row(&r)?);
-        }
-        let sections = sqlx::query_as::<_, (String, String, i64, i64)>(
-            "SELECT name, digest, item_count, updated_at FROM sections WHERE host_id = $1 ORDER BY name",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|(name, digest, items, updated_at)| SectionRow {
-            name,
-            digest,
-            items: items as u32,
-            updated_at,
+            .into_iter()
+            .map(|(name, digest, items, updated_at)| SectionRow {
+                name,
+                digest,
+                items: items as u32,
+                updated_at,
+            })
+            .collect();
+            Ok(Some((host, sections, agent)))
         })
-        .collect();
-        Ok(Some((host, sections, agent)))
     }
 
     /// A host's timeline, oldest first: at most `limit` of its newest events.
     pub async fn timeline(&self, host_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT * FROM events WHERE host_id = $1 ORDER BY seq DESC LIMIT $2) \
-             ORDER BY seq",
-        )
-        .bind(host_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let detection: &str = r.get("detection");
-                Ok(Event {
-                    id: r.get("id"),
-                    host_id: r.get("host_id"),
-                    at: r.get("at"),
-                    kind: r.get("kind"),
-                    product_id: r.get("product_id"),
-                    state: r.get("state"),
-                    previous_state: r.get("previous_state"),
-                    version: r.get("version"),
-                    detection: if detection.is_empty() {
-                        None
-                    } else {
-                        Some(parse(detection)?)
-                    },
-                })
-            })
-            .collect()
+        on_pool!(self, |pool| {
+            let rows: Vec<EventRecord> = sqlx::query_as(
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection \
+                 FROM (SELECT * FROM events WHERE host_id = $1 ORDER BY seq DESC LIMIT $2) AS newest \
+                 ORDER BY seq",
+            )
+            .bind(host_id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter().map(EventRecord::into_event).collect()
+        })
     }
 }

@@ -158,6 +158,43 @@ impl Collector {
         c
     }
 
+    /// A collector keeping its fleet in the PostgreSQL database `url`.
+    pub fn start_postgres(url: &str) -> Collector {
+        let dir = TempDir::new("collector");
+        ok(cmd("muster-collector")
+            .args([
+                "init",
+                "--server-name",
+                "localhost",
+                "--database",
+                url,
+                "--data-dir",
+            ])
+            .arg(dir.join("c")));
+        let mut c = Collector {
+            dir,
+            port: 0,
+            child: None,
+        };
+        c.restart();
+        c
+    }
+
+    /// A second collector of the same deployment (a copy of this one's data
+    /// folder: its CA, server certificate and config, hence its database),
+    /// serving on its own port, as behind a load balancer.
+    pub fn replica(&self) -> Collector {
+        let dir = TempDir::new("replica");
+        copy_dir(&self.data(), &dir.join("c"));
+        let mut c = Collector {
+            dir,
+            port: 0,
+            child: None,
+        };
+        c.restart();
+        c
+    }
+
     /// The data folder.
     pub fn data(&self) -> PathBuf {
         self.dir.join("c")
@@ -278,6 +315,92 @@ impl Drop for Collector {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Copies a folder recursively (files and folders only), keeping modes.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A fresh PostgreSQL database for one test on the server named by
+/// `MUSTER_TEST_POSTGRES_URL`, dropped afterwards.
+pub struct PgDatabase {
+    /// The new database's URL.
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// `None`, saying so, when `MUSTER_TEST_POSTGRES_URL` is not set.
+    pub fn create(tag: &str) -> Option<PgDatabase> {
+        let Ok(server) = std::env::var("MUSTER_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: MUSTER_TEST_POSTGRES_URL is not set (no PostgreSQL to test with)");
+            return None;
+        };
+        let name = format!("muster_{tag}_{}_{}", std::process::id(), rand_suffix());
+        pg_admin(&server, &format!("CREATE DATABASE {name}"));
+        Some(PgDatabase {
+            url: replace_database(&server, &name),
+            server,
+            name,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        pg_admin(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn rand_suffix() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::from(t.subsec_nanos()) ^ t.as_secs()
+}
+
+fn pg_admin(server: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(server)
+            .await
+            .expect("connect to MUSTER_TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+    });
+}
+
+/// `url` with its database (the path) replaced by `name`.
+pub fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = base[start..]
+        .find('/')
+        .map(|i| start + i)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..end])
 }
 
 /// Makes a small Linux image under `root`: os-release, hostname, a dpkg

@@ -63,7 +63,12 @@ fn a_detections_life_is_the_hosts_timeline() {
         })
         .collect();
     let ev = |k: &str, p: &str, prev: &str, now: &str| {
-        (k.to_string(), p.to_string(), prev.to_string(), now.to_string())
+        (
+            k.to_string(),
+            p.to_string(),
+            prev.to_string(),
+            now.to_string(),
+        )
     };
     assert_eq!(
         story,
@@ -92,4 +97,116 @@ fn a_detections_life_is_the_hosts_timeline() {
     assert!(table.contains("timeline:"), "{table}");
     assert!(table.contains("installed → remnant"), "{table}");
     assert!(table.contains("gone (was remnant)"), "{table}");
+}
+
+/// Two collectors on one PostgreSQL database, as behind a load balancer:
+/// agents enroll at either and check in to either at random; nothing is
+/// lost or duplicated, and the fleet reads the same from both.
+#[test]
+fn two_collectors_share_one_postgresql_database() {
+    let Some(db) = PgDatabase::create("two") else {
+        return;
+    };
+    let a = Collector::start_postgres(&db.url);
+    let b = a.replica();
+    let collectors = [&a, &b];
+    // A token made at one collector works at the other: it is in the database.
+    let token = a.token(6, "1h");
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut coin = move || {
+        // xorshift: a fixed, reproducible "random" choice of collector.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed & 1) as usize
+    };
+    let agents: Vec<(std::path::PathBuf, std::path::PathBuf)> = (0..6)
+        .map(|i| {
+            let state = a.dir.join(&format!("agent{i}"));
+            let root = a.dir.join(&format!("img{i}"));
+            collectors[i % 2].enroll_with(&token, &state);
+            (state, root)
+        })
+        .collect();
+    const ROUNDS: usize = 4;
+    for round in 0..ROUNDS {
+        for (i, (state, root)) in agents.iter().enumerate() {
+            // Odd agents carry KESL in rounds 0 and 2, and its remnant in 1.
+            let mut packages = vec![("bash", "5.2", "install ok installed")];
+            if i % 2 == 1 {
+                match round {
+                    0 | 2 => packages.push(("kesl", "12.1", "install ok installed")),
+                    1 => packages.push(("kesl", "12.1", "deinstall ok config-files")),
+                    _ => {}
+                }
+            }
+            linux_image(root, &format!("host{i}"), &packages, &[]);
+            let to = collectors[coin()];
+            point_agent_at(state, &to.url());
+            ok(cmd("muster-agent")
+                .args(["run", "--once", "--state-dir"])
+                .arg(state)
+                .arg("--root")
+                .arg(root));
+        }
+    }
+    let from_a = a.hosts();
+    let from_b = b.hosts();
+    assert_eq!(from_a.len(), 6);
+    assert_eq!(from_a, from_b, "the fleet reads the same from both");
+    for h in &from_a {
+        let id = h["id"].as_str().unwrap();
+        assert_eq!(h["sequence"], ROUNDS as u64, "every check-in stored: {h}");
+        let ta: Value = serde_json::from_str(&a.muster(&["host", id, "--format", "json"])).unwrap();
+        let tb: Value = serde_json::from_str(&b.muster(&["host", id, "--format", "json"])).unwrap();
+        assert_eq!(ta["timeline"], tb["timeline"]);
+        let kinds: Vec<&str> = ta["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        let odd = h["hostname"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("host")
+            .parse::<usize>()
+            .unwrap()
+            % 2
+            == 1;
+        // Installed, then a remnant, installed again, then gone.
+        assert_eq!(
+            kinds,
+            if odd {
+                vec![
+                    "enrolled",
+                    "detected",
+                    "state_changed",
+                    "state_changed",
+                    "removed",
+                ]
+            } else {
+                vec!["enrolled"]
+            },
+            "{h}"
+        );
+    }
+}
+
+/// Rewrites the collector URL an agent's state folder holds.
+fn point_agent_at(state: &std::path::Path, url: &str) {
+    let path = state.join("agent.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("collector") {
+                format!("collector = {url:?}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text + "\n").unwrap();
 }

@@ -123,18 +123,7 @@ impl Tally {
     }
 }
 
-/// A source that could not be read, as reported to the user.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ScanError {
-    /// The source (`dpkg`, `systemd`, ...).
-    pub source: String,
-    /// Why, naming the path and what to do.
-    pub reason: String,
-    /// The source was still read, without the part named here (a damaged
-    /// plist among many).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub partial: bool,
-}
+pub use muster_catalog::snapshot::ScanError;
 
 /// What a scan found.
 pub struct Scan {

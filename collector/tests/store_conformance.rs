@@ -1,0 +1,374 @@
+//! The store's conformance suite: written once, run against SQLite (a real
+//! file) and PostgreSQL (a fresh database on the server named by
+//! `MUSTER_TEST_POSTGRES_URL`; without it the PostgreSQL half says so and
+//! is skipped).
+
+use muster_catalog::{Catalog, Detection, HostFacts, Inventory, Item, ItemKind, Presence, Section};
+use muster_collector::pki::Issued;
+use muster_collector::store::{
+    CheckIn, CheckInOutcome, Database, EnrollError, Store, TokenError, now,
+};
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// A database for one test, removed afterwards.
+struct Backend {
+    db: Database,
+    _dir: Option<tempfile::TempDir>,
+    /// For PostgreSQL: the server URL and the database to drop.
+    drop: Option<(String, String)>,
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        Backend {
+            db: Database::Sqlite(dir.path().join("muster.db")),
+            _dir: Some(dir),
+            drop: None,
+        }
+    }
+
+    async fn postgres() -> Option<Backend> {
+        let Ok(url) = std::env::var("MUSTER_TEST_POSTGRES_URL") else {
+            eprintln!("skipped the PostgreSQL run: MUSTER_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("muster_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&url)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        Some(Backend {
+            db: Database::Postgres(with_database(&url, &name)),
+            _dir: None,
+            drop: Some((url, name)),
+        })
+    }
+
+    async fn cleanup(self) {
+        if let Some((url, name)) = self.drop {
+            let admin = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
+            admin.close().await;
+        }
+    }
+}
+
+/// `url` with its database (the path) replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// Runs `test` on SQLite, then on PostgreSQL when there is one.
+async fn on_every_backend<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut backends = vec![Backend::sqlite()];
+    backends.extend(Backend::postgres().await);
+    for b in backends {
+        let store = Store::open(&b.db, true).await.expect("open the store");
+        eprintln!("-- on {}", store.backend());
+        test(store.clone()).await;
+        store.close().await;
+        b.cleanup().await;
+    }
+}
+
+fn issued(id: &str) -> Result<Issued, String> {
+    Ok(Issued {
+        cert_pem: String::new(),
+        key_pem: String::new(),
+        serial: format!("serial-{id}"),
+    })
+}
+
+fn facts(hostname: &str) -> HostFacts {
+    HostFacts {
+        hostname: hostname.into(),
+        os_name: "Debian GNU/Linux".into(),
+        platform: "linux".into(),
+        ..HostFacts::default()
+    }
+}
+
+async fn enroll(store: &Store, hostname: &str) -> String {
+    let token = format!("token-{}", uuid::Uuid::new_v4());
+    store.create_token(&token, now() + 3600, 1).await.unwrap();
+    store
+        .enroll(&token, &facts(hostname), issued)
+        .await
+        .unwrap()
+        .0
+}
+
+/// A check-in whose one section holds `packages` (name, presence).
+fn report(sequence: u64, hostname: &str, packages: &[(&str, Presence)]) -> CheckIn {
+    let section = Section {
+        items: packages
+            .iter()
+            .map(|(n, p)| Item::new(ItemKind::Package, *n, *p, "dpkg").version("12.1"))
+            .collect(),
+    };
+    CheckIn {
+        sequence,
+        facts: facts(hostname),
+        digests: BTreeMap::from([("dpkg".to_string(), section.digest())]),
+        sections: BTreeMap::from([("dpkg".to_string(), section)]),
+        agent_detections: Vec::new(),
+        catalog_version: String::new(),
+        scanned_at: now(),
+    }
+}
+
+fn evaluate(inv: &Inventory) -> Vec<Detection> {
+    static CATALOG: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+    muster_catalog::evaluate(inv, CATALOG.get_or_init(Catalog::builtin))
+}
+
+async fn checkin(store: &Store, host: &str, c: &CheckIn) -> CheckInOutcome {
+    store.checkin(host, c, evaluate).await.unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_counted_and_refusals_create_nothing() {
+    on_every_backend(|store| async move {
+        store
+            .create_token("two-uses", now() + 3600, 2)
+            .await
+            .unwrap();
+        store.create_token("expired", now() - 1, 5).await.unwrap();
+        for _ in 0..2 {
+            store.enroll("two-uses", &facts("h"), issued).await.unwrap();
+        }
+        let refused = |r: Result<(String, Issued), EnrollError>| match r {
+            Err(EnrollError::Token(t)) => t,
+            other => panic!("expected a refused token, got {:?}", other.map(|x| x.0)),
+        };
+        assert_eq!(
+            refused(store.enroll("two-uses", &facts("h"), issued).await),
+            TokenError::UsedUp
+        );
+        assert_eq!(
+            refused(store.enroll("expired", &facts("h"), issued).await),
+            TokenError::Expired
+        );
+        assert_eq!(
+            refused(store.enroll("nope", &facts("h"), issued).await),
+            TokenError::Unknown
+        );
+        // A failed signature uses nothing up and creates no host.
+        store.create_token("one", now() + 3600, 1).await.unwrap();
+        let e = store
+            .enroll("one", &facts("h"), |_| Err("no key".into()))
+            .await;
+        assert!(matches!(e, Err(EnrollError::Sign(_))));
+        store.enroll("one", &facts("h"), issued).await.unwrap();
+        assert_eq!(store.list_hosts().await.unwrap().len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_detection_lives_and_every_change_is_an_event() {
+    on_every_backend(|store| async move {
+        let host = enroll(&store, "kesl-host").await;
+        let kesl = "kaspersky.endpoint-security-linux";
+        let steps: [&[(&str, Presence)]; 4] = [
+            &[("bash", Presence::Present), ("kesl", Presence::Present)],
+            &[("bash", Presence::Present), ("kesl", Presence::Leftover)],
+            &[("bash", Presence::Present)],
+            &[("bash", Presence::Present), ("kesl", Presence::Present)],
+        ];
+        for (i, packages) in steps.iter().enumerate() {
+            let out = checkin(&store, &host, &report(i as u64 + 1, "kesl-host", packages)).await;
+            assert!(matches!(out, CheckInOutcome::Accepted { .. }), "{out:?}");
+            if i == 2 {
+                let (h, _, _) = store.host(&host).await.unwrap().unwrap();
+                assert_eq!(h.detections.len(), 1);
+                assert!(h.detections[0].removed_at.is_some());
+                assert_eq!(h.detections[0].detection.state.as_str(), "remnant");
+                let listed = store.list_hosts().await.unwrap();
+                assert!(listed[0].detections.is_empty(), "removed is not present");
+            }
+        }
+        let timeline = store.timeline(&host, 100).await.unwrap();
+        let story: Vec<(&str, &str, &str, &str)> = timeline
+            .iter()
+            .map(|e| {
+                (
+                    e.kind.as_str(),
+                    e.product_id.as_str(),
+                    e.previous_state.as_str(),
+                    e.state.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            story,
+            [
+                ("enrolled", "", "", ""),
+                ("detected", kesl, "", "installed"),
+                ("state_changed", kesl, "installed", "remnant"),
+                ("removed", kesl, "", "remnant"),
+                ("detected", kesl, "", "installed"),
+            ]
+        );
+        // The newest events when the timeline is cut.
+        let last2 = store.timeline(&host, 2).await.unwrap();
+        assert_eq!(last2[0].kind, "removed");
+        assert_eq!(last2[1].kind, "detected");
+        // A repeated sequence changes nothing; a digests-only check-in
+        // with the same inventory adds no event.
+        let again = report(4, "kesl-host", steps[3]);
+        assert_eq!(
+            checkin(&store, &host, &again).await,
+            CheckInOutcome::Duplicate
+        );
+        let mut same = report(5, "kesl-host", steps[3]);
+        same.sections.clear();
+        assert!(matches!(
+            checkin(&store, &host, &same).await,
+            CheckInOutcome::Accepted { detections: 1 }
+        ));
+        assert_eq!(store.timeline(&host, 100).await.unwrap().len(), 5);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_check_in_missing_its_base_changes_nothing() {
+    on_every_backend(|store| async move {
+        let host = enroll(&store, "h1").await;
+        let first = report(1, "h1", &[("kesl", Presence::Present)]);
+        checkin(&store, &host, &first).await;
+        let before = store.host(&host).await.unwrap().unwrap();
+        let mut bad = report(2, "renamed", &[("bash", Presence::Present)]);
+        bad.sections.clear();
+        bad.digests.insert("rpm".into(), "0".repeat(64));
+        let out = checkin(&store, &host, &bad).await;
+        assert!(
+            matches!(out, CheckInOutcome::Missing(ref m) if m.len() == 2),
+            "{out:?}"
+        );
+        let after = store.host(&host).await.unwrap().unwrap();
+        assert_eq!(after.0.facts.hostname, before.0.facts.hostname);
+        assert_eq!(after.0.last_sequence, 1);
+        assert_eq!(after.1.len(), before.1.len());
+        assert_eq!(store.timeline(&host, 100).await.unwrap().len(), 2);
+        assert_eq!(
+            checkin(&store, "no-such-host", &first).await,
+            CheckInOutcome::UnknownHost
+        );
+    })
+    .await;
+}
+
+/// Many writers at once (as behind a load balancer): every accepted
+/// check-in is stored once, a shared token is never over-used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_and_duplicate_nothing() {
+    on_every_backend(|store| async move {
+        store
+            .create_token("shared", now() + 3600, 20)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .enroll("shared", &facts(&format!("h{i}")), issued)
+                    .await
+                    .map(|(id, _)| id)
+            }));
+        }
+        let mut hosts = Vec::new();
+        for t in tasks {
+            if let Ok(id) = t.await.unwrap() {
+                hosts.push(id);
+            }
+        }
+        assert_eq!(hosts.len(), 20, "exactly the token's uses");
+        let mut tasks = Vec::new();
+        for (n, host) in hosts.iter().enumerate() {
+            for seq in 1..=5u64 {
+                let store = store.clone();
+                let host = host.clone();
+                tasks.push(tokio::spawn(async move {
+                    let pkgs: &[(&str, Presence)] = if (n as u64 + seq).is_multiple_of(2) {
+                        &[("kesl", Presence::Present)]
+                    } else {
+                        &[("bash", Presence::Present)]
+                    };
+                    let c = report(seq, "h", pkgs);
+                    store.checkin(&host, &c, evaluate).await.unwrap()
+                }));
+            }
+        }
+        for t in tasks {
+            let out = t.await.unwrap();
+            assert!(
+                matches!(
+                    out,
+                    CheckInOutcome::Accepted { .. } | CheckInOutcome::Duplicate
+                ),
+                "{out:?}"
+            );
+        }
+        for host in &hosts {
+            let (h, _, _) = store.host(host).await.unwrap().unwrap();
+            assert_eq!(h.last_sequence, 5, "the newest report won");
+            // The timeline alternates detected/removed consistently: no
+            // two `detected` in a row, whatever order the reports landed.
+            let kinds: Vec<String> = store
+                .timeline(host, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.kind)
+                .filter(|k| k != "enrolled")
+                .collect();
+            assert!(kinds.windows(2).all(|w| w[0] != w[1]), "{kinds:?}");
+        }
+    })
+    .await;
+}
+
+#[test]
+fn database_urls_are_told_apart_and_passwords_not_shown() {
+    assert_eq!(
+        Database::parse("/var/lib/muster/muster.db"),
+        Database::Sqlite("/var/lib/muster/muster.db".into())
+    );
+    let pg = Database::parse("postgres://muster:s3cret@db:5432/muster");
+    assert!(matches!(pg, Database::Postgres(_)));
+    assert_eq!(pg.to_string(), "postgres://muster:***@db:5432/muster");
+    assert_eq!(
+        with_database(
+            "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+            "x"
+        ),
+        "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"
+    );
+}
