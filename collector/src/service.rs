@@ -3,7 +3,9 @@
 
 use crate::pki::Issued;
 use crate::server::{State, peer};
-use crate::store::{CheckIn, CheckInOutcome, EnrollError, HostRow, StoreError, now};
+use crate::store::{
+    CheckIn, CheckInOutcome, EnrollError, HostFilter, HostRow, ImportOutcome, StoreError, now,
+};
 use muster_catalog::evaluate;
 use muster_proto::v1;
 use muster_proto::{
@@ -212,7 +214,84 @@ impl v1::agent_server::Agent for AgentService {
 /// `Operator`: read the fleet.
 pub struct OperatorService(pub Arc<State>);
 
+/// Hosts read from the store at a time when listing.
+const HOSTS_PAGE: u32 = 500;
+
 impl OperatorService {
+    /// The store filter and the policy (for `violates`) a listing asks for;
+    /// names that match nothing in the catalog are the caller's error.
+    fn host_filter(
+        &self,
+        r: &v1::ListHostsRequest,
+    ) -> Result<(HostFilter, Option<muster_catalog::Policy>), Status> {
+        let catalog = &self.0.catalog;
+        let bad = |m: String| Status::invalid_argument(m);
+        if !r.product.is_empty() && catalog.product(&r.product).is_none() {
+            return Err(bad(format!(
+                "no product {:?} in the catalog (see muster catalog list)",
+                r.product
+            )));
+        }
+        if !r.vendor.is_empty()
+            && !catalog
+                .vendors()
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(&r.vendor))
+        {
+            return Err(bad(format!(
+                "no vendor {:?} in the catalog (see muster catalog list)",
+                r.vendor
+            )));
+        }
+        if !r.category.is_empty() && muster_catalog::Category::parse(&r.category).is_none() {
+            return Err(bad(format!(
+                "no category {:?} (antivirus, edr, hids, firewall, vulnerability-agent, dlp, vpn, password-manager, parental-control, other)",
+                r.category
+            )));
+        }
+        if !r.state.is_empty() && !["running", "installed", "remnant"].contains(&r.state.as_str()) {
+            return Err(bad(format!(
+                "no state {:?} (running, installed or remnant)",
+                r.state
+            )));
+        }
+        let policy = if r.violates.is_empty() {
+            None
+        } else {
+            Some(catalog.policy(&r.violates).cloned().ok_or_else(|| {
+                bad(format!(
+                    "no policy {:?} in the catalog (see muster catalog list)",
+                    r.violates
+                ))
+            })?)
+        };
+        let by_product = !(r.product.is_empty()
+            && r.vendor.is_empty()
+            && r.category.is_empty()
+            && r.state.is_empty());
+        let products = by_product.then(|| {
+            catalog
+                .products
+                .iter()
+                .filter(|p| r.product.is_empty() || p.id == r.product)
+                .filter(|p| r.vendor.is_empty() || p.vendor.eq_ignore_ascii_case(&r.vendor))
+                .filter(|p| r.category.is_empty() || p.category.as_str() == r.category)
+                .map(|p| p.id.clone())
+                .collect()
+        });
+        let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        Ok((
+            HostFilter {
+                products,
+                state: text(&r.state),
+                os: text(&r.os),
+                name: text(&r.name),
+                stale_before: r.stale.then(|| self.stale_before()),
+            },
+            policy,
+        ))
+    }
+
     fn stale_before(&self) -> i64 {
         let cfg = &self.0.config;
         now() - cfg.interval().as_secs() as i64 * i64::from(cfg.stale_after_intervals)
@@ -244,6 +323,7 @@ impl OperatorService {
             sequence: h.last_sequence,
             stale: h.last_checkin.unwrap_or(h.enrolled_at) < self.stale_before(),
             banned: banned.into_iter().collect(),
+            imported: h.imported,
         }
     }
 }
@@ -259,10 +339,56 @@ impl v1::operator_server::Operator for OperatorService {
         req: Request<v1::ListHostsRequest>,
     ) -> Result<Response<HostStream>, Status> {
         let who = peer(&req)?;
-        let hosts = self.0.store.list_hosts().await.map_err(internal)?;
-        tracing::info!(operator = %who.id, hosts = hosts.len(), "hosts listed");
-        let items: Vec<_> = hosts.iter().map(|h| Ok(self.summary_of(h))).collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
+        let r = req.into_inner();
+        let (filter, policy) = self.host_filter(&r)?;
+        tracing::info!(operator = %who.id, filter = ?r, "hosts listed");
+        // Pages of hosts are read and sent as the client takes them: the
+        // whole fleet is never in memory at once.
+        let (tx, rx) = tokio::sync::mpsc::channel(2 * HOSTS_PAGE as usize);
+        let me = OperatorService(self.0.clone());
+        tokio::spawn(async move {
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page =
+                    me.0.store
+                        .hosts_page(
+                            &filter,
+                            after.as_ref().map(|(n, i)| (n.as_str(), i.as_str())),
+                            HOSTS_PAGE,
+                        )
+                        .await;
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(internal(e))).await;
+                        return;
+                    }
+                };
+                let full = page.len() == HOSTS_PAGE as usize;
+                after = page
+                    .last()
+                    .map(|h| (h.facts.hostname.clone(), h.id.clone()));
+                for h in page {
+                    if let Some(p) = &policy {
+                        let platform = muster_catalog::Platform::parse(&h.facts.platform);
+                        let found: Vec<_> =
+                            h.detections.iter().map(|d| d.detection.clone()).collect();
+                        if p.verdict(&found, platform).verdict == "pass" {
+                            continue;
+                        }
+                    }
+                    if tx.send(Ok(me.summary_of(&h))).await.is_err() {
+                        return; // the client went away
+                    }
+                }
+                if !full {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn get_host(
@@ -340,6 +466,65 @@ impl v1::operator_server::Operator for OperatorService {
         }))
     }
 
+    async fn import_snapshot(
+        &self,
+        req: Request<v1::ImportRequest>,
+    ) -> Result<Response<v1::ImportResponse>, Status> {
+        let who = peer(&req)?;
+        let st = &self.0;
+        let r = req.into_inner();
+        let bad = |m: String| Status::invalid_argument(m);
+        let facts = facts_from_wire(r.facts.unwrap_or_default()).map_err(|e| bad(e.0))?;
+        if facts.hostname.trim().is_empty() {
+            return Err(bad("the snapshot names no hostname".into()));
+        }
+        let mut sections = BTreeMap::new();
+        for s in r.sections {
+            let (name, section) = section_from_wire(s).map_err(|e| bad(e.0))?;
+            if section.items.len() > st.config.max_section_items {
+                return Err(bad(format!(
+                    "section {name:?} has {} items, more than the {} accepted",
+                    section.items.len(),
+                    st.config.max_section_items
+                )));
+            }
+            if sections.insert(name.clone(), section).is_some() {
+                return Err(bad(format!("section {name:?} appears twice")));
+            }
+        }
+        let catalog = &st.catalog;
+        let outcome = st
+            .store
+            .import(&facts, sections, r.collected_at, |inv| {
+                evaluate(inv, catalog)
+            })
+            .await
+            .map_err(internal)?;
+        match outcome {
+            ImportOutcome::Stored {
+                host_id,
+                created,
+                detections,
+            } => {
+                tracing::info!(operator = %who.id, host = %host_id, hostname = %facts.hostname, created, detections, "snapshot imported");
+                Ok(Response::new(v1::ImportResponse {
+                    host_id,
+                    created,
+                    detections: detections as u32,
+                }))
+            }
+            ImportOutcome::Older {
+                host_id,
+                last_checkin,
+            } => Err(Status::failed_precondition(format!(
+                "host {host_id} ({}) already has a newer report (from {}) than this snapshot (taken {}); nothing changed",
+                facts.hostname,
+                rfc3339(last_checkin),
+                rfc3339(r.collected_at)
+            ))),
+        }
+    }
+
     async fn summary(
         &self,
         req: Request<v1::SummaryRequest>,
@@ -387,4 +572,15 @@ impl v1::operator_server::Operator for OperatorService {
         }
         Ok(Response::new(out))
     }
+}
+
+/// Unix seconds as RFC 3339, for messages.
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }

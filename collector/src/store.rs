@@ -97,6 +97,43 @@ pub enum CheckInOutcome {
     UnknownHost,
 }
 
+/// Which hosts to list. Empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct HostFilter {
+    /// Hosts with a present detection of one of these products (`None`:
+    /// any host; `Some(empty)`: none).
+    pub products: Option<Vec<String>>,
+    /// With `products`: only detections in this state.
+    pub state: Option<String>,
+    /// Text in the OS name and version, without regard to case.
+    pub os: Option<String>,
+    /// Text in the hostname, without regard to case.
+    pub name: Option<String>,
+    /// Only hosts whose last report (or enrollment) is older than this.
+    pub stale_before: Option<i64>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Stored as the host's newest state.
+    Stored {
+        /// The imported host.
+        host_id: String,
+        /// A new host (no earlier snapshot of that hostname).
+        created: bool,
+        /// Products the collector's catalog found.
+        detections: usize,
+    },
+    /// The host has a newer report than this snapshot: nothing changed.
+    Older {
+        /// The imported host.
+        host_id: String,
+        /// Its last report's time.
+        last_checkin: i64,
+    },
+}
+
 /// A host as listed.
 #[derive(Debug, Clone)]
 pub struct HostRow {
@@ -110,8 +147,10 @@ pub struct HostRow {
     pub last_checkin: Option<i64>,
     /// Last acknowledged sequence.
     pub last_sequence: u64,
-    /// Serial of its certificate.
+    /// Serial of its certificate (empty for an imported host).
     pub cert_serial: String,
+    /// Created by `muster import` from a snapshot, not by an agent.
+    pub imported: bool,
     /// Detections by the collector's catalog.
     pub detections: Vec<DetectionRow>,
 }
@@ -349,6 +388,7 @@ struct HostRecord {
     last_sequence: i64,
     cert_serial: String,
     agent_detections: String,
+    imported: i64,
 }
 
 impl HostRecord {
@@ -369,6 +409,7 @@ impl HostRecord {
             last_checkin: self.last_checkin,
             last_sequence: self.last_sequence as u64,
             cert_serial: self.cert_serial,
+            imported: self.imported != 0,
             detections: Vec::new(),
         })
     }
@@ -430,7 +471,7 @@ impl EventRecord {
 }
 
 const HOST_COLUMNS: &str = "id, hostname, os_name, os_version, kernel, arch, ips, agent_version, platform, \
-     enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections";
+     enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections, imported";
 
 impl Store {
     /// Opens (`create` = false) or creates the database and brings its
@@ -617,6 +658,20 @@ impl Store {
     where
         F: FnOnce(&Inventory) -> Vec<Detection>,
     {
+        self.checkin_at(host_id, c, evaluate, now()).await
+    }
+
+    /// [`Store::checkin`] as of time `t` (an import's snapshot time).
+    async fn checkin_at<F>(
+        &self,
+        host_id: &str,
+        c: &CheckIn,
+        evaluate: F,
+        t: i64,
+    ) -> Result<CheckInOutcome, StoreError>
+    where
+        F: FnOnce(&Inventory) -> Vec<Detection>,
+    {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
             let last: Option<i64> = sqlx::query_scalar(self.locked(
@@ -651,7 +706,6 @@ impl Store {
             if !missing.is_empty() {
                 return Ok(CheckInOutcome::Missing(missing));
             }
-            let t = now();
             for name in stored.keys().filter(|n| !c.digests.contains_key(*n)) {
                 sqlx::query("DELETE FROM sections WHERE host_id = $1 AND name = $2")
                     .bind(host_id)
@@ -893,4 +947,189 @@ impl Store {
             rows.into_iter().map(EventRecord::into_event).collect()
         })
     }
+
+    /// Creates or updates the imported host named by the snapshot's
+    /// hostname (one per name, matched without regard to case) with the
+    /// whole inventory of a snapshot taken at `collected_at`, which becomes
+    /// its check-in time. A snapshot older than the host's last report is
+    /// refused and changes nothing.
+    pub async fn import<F>(
+        &self,
+        facts: &HostFacts,
+        sections: BTreeMap<String, Section>,
+        collected_at: i64,
+        evaluate: F,
+    ) -> Result<ImportOutcome, StoreError>
+    where
+        F: FnOnce(&Inventory) -> Vec<Detection>,
+    {
+        let (host_id, created, last_sequence, last_checkin) = on_pool!(self, |pool| {
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            let id = uuid::Uuid::new_v4().to_string();
+            let inserted = sqlx::query(
+                "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, \
+                 enrolled_at, cert_serial, platform, imported) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '', $10, 1) ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&facts.hostname)
+            .bind(&facts.os_name)
+            .bind(&facts.os_version)
+            .bind(&facts.kernel)
+            .bind(&facts.arch)
+            .bind(json(&facts.ips))
+            .bind(&facts.agent_version)
+            .bind(collected_at)
+            .bind(&facts.platform)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                insert_events!(tx, &[Event::new(&id, collected_at, "imported")]);
+            }
+            let (host_id, seq, last): (String, i64, Option<i64>) = sqlx::query_as(
+                "SELECT id, last_sequence, last_checkin FROM hosts \
+                 WHERE imported = 1 AND lower(hostname) = lower($1)",
+            )
+            .bind(&facts.hostname)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            (host_id, inserted, seq, last)
+        });
+        if let Some(last) = last_checkin
+            && collected_at < last
+        {
+            return Ok(ImportOutcome::Older {
+                host_id,
+                last_checkin: last,
+            });
+        }
+        let c = CheckIn {
+            sequence: last_sequence as u64 + 1,
+            facts: facts.clone(),
+            digests: sections
+                .iter()
+                .map(|(n, s)| (n.clone(), s.digest()))
+                .collect(),
+            sections,
+            agent_detections: Vec::new(),
+            catalog_version: String::new(),
+            scanned_at: collected_at,
+        };
+        match self
+            .checkin_at(&host_id, &c, evaluate, collected_at)
+            .await?
+        {
+            CheckInOutcome::Accepted { detections } => Ok(ImportOutcome::Stored {
+                host_id,
+                created,
+                detections,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "importing into host {host_id}: {other:?}"
+            ))),
+        }
+    }
+
+    /// One page of the hosts that `filter` selects, by hostname then id,
+    /// after the host `after` (hostname, id), with their present
+    /// detections: at most `limit` hosts, so a large fleet is read (and
+    /// sent) a page at a time.
+    pub async fn hosts_page(
+        &self,
+        filter: &HostFilter,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<HostRow>, StoreError> {
+        if filter.products.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, |pool| {
+            let mut q =
+                sqlx::QueryBuilder::new(format!("SELECT {HOST_COLUMNS} FROM hosts WHERE 1 = 1"));
+            if let Some((hostname, id)) = after {
+                q.push(" AND (hostname > ")
+                    .push_bind(hostname)
+                    .push(" OR (hostname = ")
+                    .push_bind(hostname)
+                    .push(" AND id > ")
+                    .push_bind(id)
+                    .push("))");
+            }
+            if let Some(name) = &filter.name {
+                q.push(" AND lower(hostname) LIKE ")
+                    .push_bind(like_pattern(name))
+                    .push(" ESCAPE '\\'");
+            }
+            if let Some(os) = &filter.os {
+                q.push(" AND lower(os_name || ' ' || os_version) LIKE ")
+                    .push_bind(like_pattern(os))
+                    .push(" ESCAPE '\\'");
+            }
+            if let Some(t) = filter.stale_before {
+                q.push(" AND COALESCE(last_checkin, enrolled_at) < ")
+                    .push_bind(t);
+            }
+            if let Some(products) = &filter.products {
+                q.push(
+                    " AND EXISTS (SELECT 1 FROM detections d WHERE d.host_id = hosts.id \
+                     AND d.removed_at IS NULL AND d.product_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for p in products {
+                    list.push_bind(p.as_str());
+                }
+                q.push(")");
+                if let Some(state) = &filter.state {
+                    q.push(" AND d.state = ").push_bind(state.as_str());
+                }
+                q.push(")");
+            }
+            q.push(" ORDER BY hostname, id LIMIT ")
+                .push_bind(i64::from(limit));
+            let rows: Vec<HostRecord> = q.build_query_as().fetch_all(pool).await?;
+            let mut hosts = Vec::with_capacity(rows.len());
+            let mut index = HashMap::new();
+            for row in rows {
+                let h = row.into_row()?;
+                index.insert(h.id.clone(), hosts.len());
+                hosts.push(h);
+            }
+            if hosts.is_empty() {
+                return Ok(hosts);
+            }
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT host_id, detection, first_seen, last_seen, removed_at FROM detections \
+                 WHERE removed_at IS NULL AND host_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for h in &hosts {
+                list.push_bind(h.id.as_str());
+            }
+            q.push(") ORDER BY product_id");
+            let dets: Vec<DetectionRecord> = q.build_query_as().fetch_all(pool).await?;
+            for d in dets {
+                if let Some(&i) = index.get(&d.host_id) {
+                    hosts[i].detections.push(d.into_row()?);
+                }
+            }
+            Ok(hosts)
+        })
+    }
+}
+
+/// A `LIKE ... ESCAPE '\'` pattern finding `text` anywhere, in lower case,
+/// with `%` and `_` in it taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }

@@ -3,6 +3,8 @@
 
 #[path = "muster/catalog_cmd.rs"]
 mod catalog_cmd;
+#[path = "muster/fleet_cmd.rs"]
+mod fleet_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,12 +45,16 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// List hosts with their OS, last check-in and detections
-    #[command(after_help = "Example:\n  muster hosts --format csv > hosts.csv")]
+    /// List hosts with their OS, last check-in and detections; filters combine
+    #[command(
+        after_help = "Examples:\n  muster hosts --format csv > hosts.csv\n  muster hosts --vendor kaspersky --state remnant\n  muster hosts --violates bod-17-01 --os windows --format json\n  muster hosts --stale --name web"
+    )]
     Hosts {
         /// table for people; json or csv for machines
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        #[command(flatten)]
+        filter: HostFilterArgs,
     },
     /// Show one host: facts, inventory sections, detections with evidence
     #[command(
@@ -66,6 +72,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: catalog_cmd::CatalogCmd,
     },
+    /// Import a snapshot of an air-gapped host (written by `muster-agent collect`)
+    #[command(
+        after_help = "Example:\n  muster-agent collect --root /mnt/disk --out ws042.json   (on the offline side)\n  muster import ws042.json"
+    )]
+    Import {
+        /// The snapshot file
+        file: PathBuf,
+    },
     /// The fleet at a glance: hosts, reporting, stale, products, banned
     #[command(after_help = "Example:\n  muster summary --format json")]
     Summary {
@@ -73,6 +87,50 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// Which hosts `muster hosts` lists.
+#[derive(clap::Args)]
+struct HostFilterArgs {
+    /// Hosts where this product (catalog id) is found
+    #[arg(long, value_name = "ID")]
+    product: Option<String>,
+    /// Hosts with a product of this vendor (any case)
+    #[arg(long, value_name = "V")]
+    vendor: Option<String>,
+    /// Hosts with a product of this category (antivirus, edr, hids, ...)
+    #[arg(long, value_name = "C")]
+    category: Option<String>,
+    /// Only detections in this state: running, installed or remnant
+    #[arg(long, value_name = "S")]
+    state: Option<String>,
+    /// Text in the OS name or version (any case)
+    #[arg(long)]
+    os: Option<String>,
+    /// Hosts failing this policy (banned product present, or a required one missing)
+    #[arg(long, value_name = "POLICY")]
+    violates: Option<String>,
+    /// Only hosts that stopped reporting (see stale_after_intervals)
+    #[arg(long)]
+    stale: bool,
+    /// Text in the hostname (any case)
+    #[arg(long, value_name = "TEXT")]
+    name: Option<String>,
+}
+
+impl HostFilterArgs {
+    fn request(self) -> v1::ListHostsRequest {
+        v1::ListHostsRequest {
+            product: self.product.unwrap_or_default(),
+            vendor: self.vendor.unwrap_or_default(),
+            category: self.category.unwrap_or_default(),
+            state: self.state.unwrap_or_default(),
+            os: self.os.unwrap_or_default(),
+            violates: self.violates.unwrap_or_default(),
+            stale: self.stale,
+            name: self.name.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -212,9 +270,10 @@ async fn run(cli: Cli) -> Result<()> {
     let mut c = client(&cli).await?;
     match cli.cmd {
         Cmd::Catalog { .. } => unreachable!("handled above"),
-        Cmd::Hosts { format } => {
+        Cmd::Import { file } => fleet_cmd::import(&mut c, &file).await?,
+        Cmd::Hosts { format, filter } => {
             let mut stream = c
-                .list_hosts(v1::ListHostsRequest {})
+                .list_hosts(filter.request())
                 .await
                 .map_err(refused)?
                 .into_inner();
