@@ -151,7 +151,7 @@ fn callers_without_the_right_certificate_are_refused() {
         // Roles: an agent cannot read the fleet, an operator cannot report.
         let ch = connect(&c.url(), &ca, identity(&state)).await.unwrap();
         let e = OperatorClient::new(ch)
-            .list_hosts(v1::ListHostsRequest {})
+            .list_hosts(v1::ListHostsRequest::default())
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
