@@ -2,6 +2,8 @@
 //! and the operator command line's client side.
 #![forbid(unsafe_code)]
 
+pub mod assets;
+pub mod campaign;
 pub mod config;
 pub mod pki;
 pub mod server;

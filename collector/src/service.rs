@@ -292,6 +292,138 @@ impl OperatorService {
         ))
     }
 
+    /// A campaign from a start request, its dates checked: missing dates
+    /// come from the policy, else today and 30 and 90 days later.
+    fn new_campaign(
+        &self,
+        r: &v1::StartCampaignRequest,
+    ) -> Result<crate::campaign::Campaign, Status> {
+        let bad = |m: String| Status::invalid_argument(m);
+        if r.name.trim().is_empty() {
+            return Err(bad("a campaign needs a name".into()));
+        }
+        let policy = self.0.catalog.policy(&r.policy).ok_or_else(|| {
+            bad(format!(
+                "no policy {:?} in the catalog (see muster catalog list)",
+                r.policy
+            ))
+        })?;
+        let date = |flag: &str, given: &str, from_policy: Option<&str>, default: i64| {
+            let text = if given.is_empty() {
+                from_policy.unwrap_or("")
+            } else {
+                given
+            };
+            if text.is_empty() {
+                return Ok(default);
+            }
+            day_of(text).ok_or_else(|| bad(format!("{flag} {text:?} is not a date (YYYY-MM-DD)")))
+        };
+        let today = now() - now().rem_euclid(86_400);
+        let issued = date("--issued", &r.issued, Some(policy.issued.as_str()), today)?;
+        let identify_by = date(
+            "--identify-by",
+            &r.identify_by,
+            policy.identify_by.as_deref(),
+            issued + 30 * 86_400,
+        )?;
+        let remove_by = date(
+            "--remove-by",
+            &r.remove_by,
+            policy.remove_by.as_deref(),
+            issued + 90 * 86_400,
+        )?;
+        if identify_by < issued {
+            return Err(bad("--identify-by comes before the issue date".into()));
+        }
+        if remove_by < identify_by {
+            return Err(bad(
+                "--remove-by comes before --identify-by: products cannot have to be gone before they must be found".into(),
+            ));
+        }
+        Ok(crate::campaign::Campaign {
+            name: r.name.trim().to_string(),
+            policy: policy.id.clone(),
+            issued,
+            identify_by,
+            remove_by,
+        })
+    }
+
+    /// Coverage of the asset list by the hosts that report.
+    async fn coverage(&self) -> Result<crate::assets::Coverage, StoreError> {
+        let assets = self.0.store.assets().await?;
+        let stale_before = self.stale_before();
+        let agents: Vec<crate::assets::AgentHost> = self
+            .0
+            .store
+            .host_list()
+            .await?
+            .into_iter()
+            .map(|h| crate::assets::AgentHost {
+                ips: serde_json::from_str(&h.ips).unwrap_or_default(),
+                stale: h.last_checkin.unwrap_or(h.enrolled_at) < stale_before,
+                last_checkin: h.last_checkin,
+                id: h.id,
+                hostname: h.hostname,
+            })
+            .collect();
+        Ok(crate::assets::coverage(&assets, &agents))
+    }
+
+    /// Where a campaign stands: its policy's banned products' episodes on
+    /// every host, the hosts, and the assets without an agent.
+    async fn campaign_status(
+        &self,
+        c: &crate::campaign::Campaign,
+    ) -> Result<crate::campaign::CampaignStatus, StoreError> {
+        let catalog = &self.0.catalog;
+        let banned: Vec<String> = match catalog.policy(&c.policy) {
+            Some(p) => catalog
+                .products
+                .iter()
+                .filter(|x| p.bans(x))
+                .map(|x| x.id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let episodes = self.0.store.episodes(&banned).await?;
+        let stale_before = self.stale_before();
+        let hosts: Vec<crate::campaign::HostInfo> = self
+            .0
+            .store
+            .host_list()
+            .await?
+            .into_iter()
+            .map(|h| crate::campaign::HostInfo {
+                os: format!("{} {}", h.os_name, h.os_version).trim().to_string(),
+                stale: h.last_checkin.is_some_and(|t| t < stale_before),
+                last_checkin: h.last_checkin,
+                imported: h.imported != 0,
+                id: h.id,
+                hostname: h.hostname,
+            })
+            .collect();
+        let unseen: Vec<crate::campaign::UnknownAsset> = self
+            .coverage()
+            .await?
+            .assets_without_agent
+            .into_iter()
+            .map(|a| crate::campaign::UnknownAsset {
+                hostname: a.hostname,
+                owner: a.owner,
+                business_unit: a.business_unit,
+            })
+            .collect();
+        Ok(crate::campaign::status(
+            c,
+            &hosts,
+            &episodes,
+            &unseen,
+            now(),
+        ))
+    }
+
     fn stale_before(&self) -> i64 {
         let cfg = &self.0.config;
         now() - cfg.interval().as_secs() as i64 * i64::from(cfg.stale_after_intervals)
@@ -525,6 +657,112 @@ impl v1::operator_server::Operator for OperatorService {
         }
     }
 
+    async fn import_assets(
+        &self,
+        req: Request<v1::ImportAssetsRequest>,
+    ) -> Result<Response<v1::ImportAssetsResponse>, Status> {
+        let who = peer(&req)?;
+        let r = req.into_inner();
+        let mut seen = BTreeSet::new();
+        let mut assets = Vec::with_capacity(r.assets.len());
+        for a in r.assets {
+            if a.hostname.trim().is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "line {}: empty hostname",
+                    a.line
+                )));
+            }
+            if !seen.insert(a.hostname.to_ascii_lowercase()) {
+                return Err(Status::invalid_argument(format!(
+                    "line {}: hostname {:?} is listed twice",
+                    a.line, a.hostname
+                )));
+            }
+            assets.push(crate::assets::Asset {
+                hostname: a.hostname,
+                ip: a.ip,
+                owner: a.owner,
+                business_unit: a.business_unit,
+                line: a.line as usize,
+            });
+        }
+        self.0
+            .store
+            .replace_assets(&assets)
+            .await
+            .map_err(internal)?;
+        tracing::info!(operator = %who.id, assets = assets.len(), "asset list replaced");
+        Ok(Response::new(v1::ImportAssetsResponse {
+            assets: assets.len() as u32,
+        }))
+    }
+
+    async fn get_coverage(
+        &self,
+        req: Request<v1::CoverageRequest>,
+    ) -> Result<Response<v1::JsonDocument>, Status> {
+        let who = peer(&req)?;
+        let coverage = self.coverage().await.map_err(internal)?;
+        tracing::info!(operator = %who.id, "coverage read");
+        Ok(Response::new(v1::JsonDocument {
+            json: serde_json::to_string(&coverage).map_err(|e| Status::internal(e.to_string()))?,
+            catalog_version: self.0.catalog.version.clone(),
+        }))
+    }
+
+    async fn start_campaign(
+        &self,
+        req: Request<v1::StartCampaignRequest>,
+    ) -> Result<Response<v1::CampaignInfo>, Status> {
+        let who = peer(&req)?;
+        let r = req.into_inner();
+        let c = self.new_campaign(&r)?;
+        if !self.0.store.create_campaign(&c).await.map_err(internal)? {
+            return Err(Status::already_exists(format!(
+                "a campaign named {:?} exists already; `muster campaign status {}` shows it",
+                c.name, c.name
+            )));
+        }
+        tracing::info!(operator = %who.id, campaign = %c.name, policy = %c.policy, "campaign started");
+        Ok(Response::new(campaign_info(&c)))
+    }
+
+    async fn get_campaign_status(
+        &self,
+        req: Request<v1::CampaignStatusRequest>,
+    ) -> Result<Response<v1::JsonDocument>, Status> {
+        let who = peer(&req)?;
+        let name = req.into_inner().name;
+        let c = match self.0.store.campaign(&name).await.map_err(internal)? {
+            Some(c) => c,
+            // A built-in policy with dates is a campaign without starting it.
+            None => self
+                .new_campaign(&v1::StartCampaignRequest {
+                    name: name.clone(),
+                    policy: name.clone(),
+                    ..Default::default()
+                })
+                .ok()
+                .filter(|_| {
+                    self.0
+                        .catalog
+                        .policy(&name)
+                        .is_some_and(|p| p.remove_by.is_some())
+                })
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no campaign named {name:?} (start one with muster campaign start {name} --policy POLICY)"
+                    ))
+                })?,
+        };
+        let status = self.campaign_status(&c).await.map_err(internal)?;
+        tracing::info!(operator = %who.id, campaign = %c.name, affected = status.counts.affected, "campaign status read");
+        Ok(Response::new(v1::JsonDocument {
+            json: serde_json::to_string(&status).map_err(|e| Status::internal(e.to_string()))?,
+            catalog_version: self.0.catalog.version.clone(),
+        }))
+    }
+
     async fn summary(
         &self,
         req: Request<v1::SummaryRequest>,
@@ -583,4 +821,28 @@ fn rfc3339(t: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| t.to_string())
+}
+
+/// Unix seconds of UTC midnight of a `YYYY-MM-DD` date.
+fn day_of(text: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(text.trim(), &format).ok()?;
+    Some(d.midnight().assume_utc().unix_timestamp())
+}
+
+/// `YYYY-MM-DD` of a Unix time.
+fn date_of(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| d.date().to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn campaign_info(c: &crate::campaign::Campaign) -> v1::CampaignInfo {
+    v1::CampaignInfo {
+        name: c.name.clone(),
+        policy: c.policy.clone(),
+        issued: date_of(c.issued),
+        identify_by: date_of(c.identify_by),
+        remove_by: date_of(c.remove_by),
+    }
 }

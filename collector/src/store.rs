@@ -113,6 +113,27 @@ pub struct HostFilter {
     pub stale_before: Option<i64>,
 }
 
+/// A host without its detections.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HostBrief {
+    /// Host id.
+    pub id: String,
+    /// Hostname.
+    pub hostname: String,
+    /// OS name.
+    pub os_name: String,
+    /// OS version.
+    pub os_version: String,
+    /// Addresses, as JSON.
+    pub ips: String,
+    /// Enrollment (or first import).
+    pub enrolled_at: i64,
+    /// Last report.
+    pub last_checkin: Option<i64>,
+    /// Made by an import.
+    pub imported: i64,
+}
+
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportOutcome {
@@ -1116,6 +1137,188 @@ impl Store {
                 }
             }
             Ok(hosts)
+        })
+    }
+
+    /// Replaces the asset list with `assets`, in one transaction.
+    pub async fn replace_assets(&self, assets: &[crate::assets::Asset]) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            sqlx::query("DELETE FROM assets").execute(&mut *tx).await?;
+            let t = now();
+            for a in assets {
+                sqlx::query(
+                    "INSERT INTO assets (hostname, ip, owner, business_unit, line, imported_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&a.hostname)
+                .bind(&a.ip)
+                .bind(&a.owner)
+                .bind(&a.business_unit)
+                .bind(a.line as i64)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The asset list, by hostname.
+    pub async fn assets(&self) -> Result<Vec<crate::assets::Asset>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+                "SELECT hostname, ip, owner, business_unit, line FROM assets ORDER BY hostname",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(hostname, ip, owner, business_unit, line)| crate::assets::Asset {
+                        hostname,
+                        ip,
+                        owner,
+                        business_unit,
+                        line: line as usize,
+                    },
+                )
+                .collect())
+        })
+    }
+
+    /// Every host without its detections: what coverage and campaign
+    /// status need, light enough for a whole fleet.
+    pub async fn host_list(&self) -> Result<Vec<HostBrief>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows: Vec<HostBrief> = sqlx::query_as(
+                "SELECT id, hostname, os_name, os_version, ips, enrolled_at, last_checkin, imported \
+                 FROM hosts ORDER BY hostname, id",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows)
+        })
+    }
+
+    /// Stores a new campaign; `false` when one of that name exists (and
+    /// nothing changed).
+    pub async fn create_campaign(&self, c: &crate::campaign::Campaign) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let n = sqlx::query(
+                "INSERT INTO campaigns (name, policy, issued, identify_by, remove_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&c.name)
+            .bind(&c.policy)
+            .bind(c.issued)
+            .bind(c.identify_by)
+            .bind(c.remove_by)
+            .bind(now())
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(n == 1)
+        })
+    }
+
+    /// The campaign of that name, if one was started.
+    pub async fn campaign(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::campaign::Campaign>, StoreError> {
+        on_pool!(self, |pool| {
+            let row: Option<(String, String, i64, i64, i64)> = sqlx::query_as(
+                "SELECT name, policy, issued, identify_by, remove_by FROM campaigns WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|(name, policy, issued, identify_by, remove_by)| {
+                crate::campaign::Campaign {
+                    name,
+                    policy,
+                    issued,
+                    identify_by,
+                    remove_by,
+                }
+            }))
+        })
+    }
+
+    /// Every episode of these products on every host, from the timelines:
+    /// found (`detected`) until `removed`, with the state it last had; an
+    /// open episode carries the evidence of the present detection.
+    pub async fn episodes(
+        &self,
+        products: &[String],
+    ) -> Result<Vec<crate::campaign::Episode>, StoreError> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_pool!(self, |pool| {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection \
+                 FROM events WHERE product_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for p in products {
+                list.push_bind(p.as_str());
+            }
+            q.push(") ORDER BY host_id, product_id, seq");
+            let rows: Vec<EventRecord> = q.build_query_as().fetch_all(pool).await?;
+            let mut out: Vec<crate::campaign::Episode> = Vec::new();
+            let mut open: HashMap<(String, String), usize> = HashMap::new();
+            for r in rows {
+                let e = r.into_event()?;
+                let key = (e.host_id.clone(), e.product_id.clone());
+                let evidence = |d: &Option<Detection>| -> Vec<crate::campaign::Evidence> {
+                    d.iter()
+                        .flat_map(|d| &d.evidence)
+                        .map(|ev| crate::campaign::Evidence {
+                            kind: ev.kind.clone(),
+                            value: ev.matched.clone(),
+                            location: ev.location.clone(),
+                        })
+                        .collect()
+                };
+                match e.kind.as_str() {
+                    "detected" => {
+                        let (product, vendor) = e
+                            .detection
+                            .as_ref()
+                            .map(|d| (d.product.clone(), d.vendor.clone()))
+                            .unwrap_or_default();
+                        open.insert(key, out.len());
+                        out.push(crate::campaign::Episode {
+                            host_id: e.host_id.clone(),
+                            product_id: e.product_id.clone(),
+                            product,
+                            vendor,
+                            state: e.state.clone(),
+                            version: e.version.clone(),
+                            from: e.at,
+                            to: None,
+                            evidence: evidence(&e.detection),
+                        });
+                    }
+                    "state_changed" => {
+                        if let Some(&i) = open.get(&key) {
+                            out[i].state = e.state.clone();
+                            out[i].version = e.version.clone();
+                            out[i].evidence = evidence(&e.detection);
+                        }
+                    }
+                    "removed" => {
+                        if let Some(i) = open.remove(&key) {
+                            out[i].to = Some(e.at);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(out)
         })
     }
 }

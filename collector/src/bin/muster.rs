@@ -1,6 +1,8 @@
 //! `muster`: the operator's command line. Reads the fleet from a collector
 //! over mutual TLS with an operator certificate.
 
+#[path = "muster/campaign_cmd.rs"]
+mod campaign_cmd;
 #[path = "muster/catalog_cmd.rs"]
 mod catalog_cmd;
 #[path = "muster/fleet_cmd.rs"]
@@ -80,12 +82,43 @@ enum Cmd {
         /// The snapshot file
         file: PathBuf,
     },
+    /// Replace the asset list (a CMDB export as CSV) used by `muster coverage`
+    Assets {
+        #[command(subcommand)]
+        cmd: AssetsCmd,
+    },
+    /// Assets without an agent, agents not in the asset list, stale hosts
+    #[command(after_help = "Example:\n  muster coverage --format json")]
+    Coverage {
+        /// table for people; json or csv for machines
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Ban campaigns (BOD 17-01 and the like): start, status, report
+    Campaign {
+        #[command(subcommand)]
+        cmd: campaign_cmd::CampaignCmd,
+    },
     /// The fleet at a glance: hosts, reporting, stale, products, banned
     #[command(after_help = "Example:\n  muster summary --format json")]
     Summary {
         /// table or json
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum AssetsCmd {
+    /// Read a CSV with a header row; all or nothing: any problem and nothing changes
+    #[command(
+        after_help = "Example:\n  muster assets import cmdb.csv --hostname-column \"Computer Name\" --owner-column Owner"
+    )]
+    Import {
+        /// The CSV file (`,` or `;` separated, UTF-8)
+        file: PathBuf,
+        #[command(flatten)]
+        columns: fleet_cmd::ColumnArgs,
     },
 }
 
@@ -271,6 +304,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Catalog { .. } => unreachable!("handled above"),
         Cmd::Import { file } => fleet_cmd::import(&mut c, &file).await?,
+        Cmd::Assets {
+            cmd: AssetsCmd::Import { file, columns },
+        } => fleet_cmd::import_assets(&mut c, &file, columns).await?,
+        Cmd::Coverage { format } => fleet_cmd::coverage(&mut c, format).await?,
+        Cmd::Campaign { cmd } => campaign_cmd::run(&mut c, cmd).await?,
         Cmd::Hosts { format, filter } => {
             let mut stream = c
                 .list_hosts(filter.request())
