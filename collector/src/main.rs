@@ -328,6 +328,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         authority,
         config,
     });
+    tokio::spawn(muster_collector::service::reevaluate_all(state.clone()));
     let result = serve(listener, tls, state, shutdown_signal()).await;
     store.close().await;
     tracing::info!("collector stopped; database closed");

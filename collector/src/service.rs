@@ -155,7 +155,7 @@ impl v1::agent_server::Agent for AgentService {
         let mut collector_found = Vec::new();
         let outcome = st
             .store
-            .checkin(&who.id, &c, |inv| {
+            .checkin(&who.id, &c, &catalog.digest, |inv| {
                 collector_found = evaluate(inv, catalog);
                 collector_found.clone()
             })
@@ -627,7 +627,7 @@ impl v1::operator_server::Operator for OperatorService {
         let catalog = &st.catalog;
         let outcome = st
             .store
-            .import(&facts, sections, r.collected_at, |inv| {
+            .import(&facts, sections, r.collected_at, &catalog.digest, |inv| {
                 evaluate(inv, catalog)
             })
             .await
@@ -768,33 +768,35 @@ impl v1::operator_server::Operator for OperatorService {
         req: Request<v1::SummaryRequest>,
     ) -> Result<Response<v1::FleetSummary>, Status> {
         let who = peer(&req)?;
-        let hosts = self.0.store.list_hosts().await.map_err(internal)?;
-        tracing::info!(operator = %who.id, "summary read");
         let catalog = &self.0.catalog;
-        let stale_before = self.stale_before();
+        let banned: Vec<String> = catalog
+            .products
+            .iter()
+            .filter(|p| !catalog.banned_by(p).is_empty())
+            .map(|p| p.id.clone())
+            .collect();
+        let store = &self.0.store;
+        let counts = store
+            .fleet_counts(self.stale_before(), &banned)
+            .await
+            .map_err(internal)?;
+        let per_product = store.product_counts().await.map_err(internal)?;
+        let pending = store
+            .pending_evaluation(&catalog.digest)
+            .await
+            .map_err(internal)?;
+        tracing::info!(operator = %who.id, "summary read");
         let mut out = v1::FleetSummary {
-            hosts: hosts.len() as u64,
+            hosts: counts.hosts,
+            reporting: counts.reporting,
+            stale: counts.stale,
+            never_reported: counts.never_reported,
+            hosts_with_banned: counts.with_banned,
             catalog_version: catalog.version.clone(),
+            pending_reevaluation: pending,
+            imported: counts.imported,
             ..Default::default()
         };
-        let mut per_product: BTreeMap<String, u64> = BTreeMap::new();
-        for h in &hosts {
-            match h.last_checkin {
-                None => out.never_reported += 1,
-                Some(t) if t < stale_before => out.stale += 1,
-                Some(_) => out.reporting += 1,
-            }
-            let mut banned = false;
-            for d in &h.detections {
-                *per_product
-                    .entry(d.detection.product_id.clone())
-                    .or_default() += 1;
-                if let Some(p) = catalog.product(&d.detection.product_id) {
-                    banned |= !catalog.banned_by(p).is_empty();
-                }
-            }
-            out.hosts_with_banned += u64::from(banned);
-        }
         for (id, n) in per_product {
             let p = catalog.product(&id);
             out.products.push(v1::ProductCount {
@@ -845,4 +847,57 @@ fn campaign_info(c: &crate::campaign::Campaign) -> v1::CampaignInfo {
         identify_by: date_of(c.identify_by),
         remove_by: date_of(c.remove_by),
     }
+}
+
+/// Hosts re-evaluated per batch in the background.
+const REEVALUATE_BATCH: u32 = 500;
+
+/// Re-evaluates, in the background, every stored inventory that was last
+/// evaluated with another catalog (a new signature, a new ban): no agent has
+/// to scan again. Changes become events like any other; progress goes to
+/// the log. Returns when none is left (or the store fails, which is logged).
+pub async fn reevaluate_all(state: Arc<State>) {
+    let catalog = &state.catalog;
+    let pending = match state.store.pending_evaluation(&catalog.digest).await {
+        Ok(0) => return,
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot count the inventories to re-evaluate");
+            return;
+        }
+    };
+    tracing::info!(catalog = %catalog.version, hosts = pending, "re-evaluating stored inventories with this catalog");
+    let started = std::time::Instant::now();
+    let (mut hosts, mut events) = (0u64, 0u64);
+    loop {
+        let batch = state
+            .store
+            .reevaluate(&catalog.digest, REEVALUATE_BATCH, |inv| {
+                evaluate(inv, catalog)
+            })
+            .await;
+        match batch {
+            Ok((0, _)) => break,
+            Ok((h, e)) => {
+                hosts += h as u64;
+                events += e as u64;
+                tracing::info!(
+                    done = hosts,
+                    of = pending,
+                    changes = events,
+                    "re-evaluating stored inventories"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, done = hosts, "re-evaluation stopped; it resumes at the next start");
+                return;
+            }
+        }
+    }
+    tracing::info!(
+        hosts,
+        changes = events,
+        seconds = started.elapsed().as_secs_f64(),
+        "re-evaluation finished"
+    );
 }

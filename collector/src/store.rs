@@ -113,6 +113,23 @@ pub struct HostFilter {
     pub stale_before: Option<i64>,
 }
 
+/// The fleet's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetCounts {
+    /// Every host.
+    pub hosts: u64,
+    /// Reported within the stale limit.
+    pub reporting: u64,
+    /// Reported, but not within the stale limit.
+    pub stale: u64,
+    /// Enrolled, never reported.
+    pub never_reported: u64,
+    /// Made by `muster import`.
+    pub imported: u64,
+    /// With a banned product present (in any state).
+    pub with_banned: u64,
+}
+
 /// A host without its detections.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HostBrief {
@@ -261,6 +278,83 @@ macro_rules! insert_events {
             .map_err(StoreError::from)?;
         }
     };
+}
+
+/// The stored inventory of host `$host_id`, read inside transaction `$tx`.
+macro_rules! load_inventory {
+    ($tx:expr, $host_id:expr, $platform:expr) => {{
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, items FROM sections WHERE host_id = $1")
+                .bind($host_id)
+                .fetch_all(&mut *$tx)
+                .await?;
+        let mut inv = Inventory {
+            platform: muster_catalog::Platform::parse($platform),
+            ..Inventory::default()
+        };
+        for (name, items) in rows {
+            inv.sections.insert(
+                name,
+                Section {
+                    items: parse(&items)?,
+                },
+            );
+        }
+        inv
+    }};
+}
+
+/// Makes the stored detections of `$host_id` the `$found` ones as of time
+/// `$t`, inside transaction `$tx`, with an event for every change: the one
+/// path by which detections change (check-in, import, re-evaluation).
+macro_rules! apply_detections {
+    ($tx:expr, $host_id:expr, $t:expr, $found:expr) => {{
+        let (host_id, t, found): (&str, i64, &[Detection]) = ($host_id, $t, $found);
+        let rows: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
+            "SELECT product_id, state, removed_at, detection FROM detections WHERE host_id = $1",
+        )
+        .bind(host_id)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let mut before = HashMap::new();
+        let mut stored = HashMap::new();
+        for (product, state, removed_at, detection) in rows {
+            before.insert(product.clone(), (state, removed_at.is_some()));
+            stored.insert(product, parse::<Detection>(&detection)?);
+        }
+        let events = detection_events(host_id, t, &before, found, &stored);
+        for e in events.iter().filter(|e| e.kind == "removed") {
+            sqlx::query(
+                "UPDATE detections SET removed_at = $1 WHERE host_id = $2 AND product_id = $3",
+            )
+            .bind(t)
+            .bind(host_id)
+            .bind(&e.product_id)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for d in found {
+            // Found again after a removal: a new first sighting.
+            sqlx::query(
+                "INSERT INTO detections (host_id, product_id, state, version, detection, first_seen, last_seen) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (host_id, product_id) DO UPDATE SET state = excluded.state, \
+                 version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen, \
+                 first_seen = CASE WHEN detections.removed_at IS NULL THEN detections.first_seen ELSE excluded.first_seen END, \
+                 removed_at = NULL",
+            )
+            .bind(host_id)
+            .bind(&d.product_id)
+            .bind(d.state.as_str())
+            .bind(&d.version)
+            .bind(json(d))
+            .bind(t)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        insert_events!($tx, &events);
+        events.len()
+    }};
 }
 
 /// The events that turn the stored detections (`before`: product id ->
@@ -674,12 +768,14 @@ impl Store {
         &self,
         host_id: &str,
         c: &CheckIn,
+        catalog_digest: &str,
         evaluate: F,
     ) -> Result<CheckInOutcome, StoreError>
     where
         F: FnOnce(&Inventory) -> Vec<Detection>,
     {
-        self.checkin_at(host_id, c, evaluate, now()).await
+        self.checkin_at(host_id, c, catalog_digest, evaluate, now())
+            .await
     }
 
     /// [`Store::checkin`] as of time `t` (an import's snapshot time).
@@ -687,6 +783,7 @@ impl Store {
         &self,
         host_id: &str,
         c: &CheckIn,
+        catalog_digest: &str,
         evaluate: F,
         t: i64,
     ) -> Result<CheckInOutcome, StoreError>
@@ -754,67 +851,14 @@ impl Store {
             }
             let mut detections = None;
             if changed {
-                let rows: Vec<(String, String)> =
-                    sqlx::query_as("SELECT name, items FROM sections WHERE host_id = $1")
-                        .bind(host_id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                let mut inv = Inventory {
-                    platform: muster_catalog::Platform::parse(&c.facts.platform),
-                    ..Inventory::default()
-                };
-                for (name, items) in rows {
-                    inv.sections.insert(
-                        name,
-                        Section {
-                            items: parse(&items)?,
-                        },
-                    );
-                }
+                let inv = load_inventory!(tx, host_id, &c.facts.platform);
                 let found = evaluate(&inv);
-                let rows: Vec<(String, String, Option<i64>, String)> = sqlx::query_as(
-                    "SELECT product_id, state, removed_at, detection FROM detections WHERE host_id = $1",
-                )
-                .bind(host_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut before = HashMap::new();
-                let mut stored = HashMap::new();
-                for (product, state, removed_at, detection) in rows {
-                    before.insert(product.clone(), (state, removed_at.is_some()));
-                    stored.insert(product, parse::<Detection>(&detection)?);
-                }
-                let events = detection_events(host_id, t, &before, &found, &stored);
-                for e in events.iter().filter(|e| e.kind == "removed") {
-                    sqlx::query(
-                        "UPDATE detections SET removed_at = $1 WHERE host_id = $2 AND product_id = $3",
-                    )
-                    .bind(t)
+                apply_detections!(tx, host_id, t, &found);
+                sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
+                    .bind(catalog_digest)
                     .bind(host_id)
-                    .bind(&e.product_id)
                     .execute(&mut *tx)
                     .await?;
-                }
-                for d in &found {
-                    // Found again after a removal: a new first sighting.
-                    sqlx::query(
-                        "INSERT INTO detections (host_id, product_id, state, version, detection, first_seen, last_seen) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                         ON CONFLICT (host_id, product_id) DO UPDATE SET state = excluded.state, \
-                         version = excluded.version, detection = excluded.detection, last_seen = excluded.last_seen, \
-                         first_seen = CASE WHEN detections.removed_at IS NULL THEN detections.first_seen ELSE excluded.first_seen END, \
-                         removed_at = NULL",
-                    )
-                    .bind(host_id)
-                    .bind(&d.product_id)
-                    .bind(d.state.as_str())
-                    .bind(&d.version)
-                    .bind(json(d))
-                    .bind(t)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                insert_events!(tx, &events);
                 detections = Some(found.len());
             } else {
                 sqlx::query(
@@ -979,6 +1023,7 @@ impl Store {
         facts: &HostFacts,
         sections: BTreeMap<String, Section>,
         collected_at: i64,
+        catalog_digest: &str,
         evaluate: F,
     ) -> Result<ImportOutcome, StoreError>
     where
@@ -1040,7 +1085,7 @@ impl Store {
             scanned_at: collected_at,
         };
         match self
-            .checkin_at(&host_id, &c, evaluate, collected_at)
+            .checkin_at(&host_id, &c, catalog_digest, evaluate, collected_at)
             .await?
         {
             CheckInOutcome::Accepted { detections } => Ok(ImportOutcome::Stored {
@@ -1319,6 +1364,130 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// How many hosts with an inventory were last evaluated with another
+    /// catalog than the one whose digest is given.
+    pub async fn pending_evaluation(&self, catalog_digest: &str) -> Result<u64, StoreError> {
+        on_pool!(self, |pool| {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL",
+            )
+            .bind(catalog_digest)
+            .fetch_one(pool)
+            .await?;
+            Ok(n as u64)
+        })
+    }
+
+    /// Re-evaluates up to `limit` stored inventories last evaluated with
+    /// another catalog, each in its own transaction (the host's row locked,
+    /// so two collectors never evaluate one host at once), recording every
+    /// change as an event. Returns (hosts evaluated, events written); 0
+    /// hosts when none is left.
+    pub async fn reevaluate<F>(
+        &self,
+        catalog_digest: &str,
+        limit: u32,
+        evaluate: F,
+    ) -> Result<(usize, usize), StoreError>
+    where
+        F: Fn(&Inventory) -> Vec<Detection>,
+    {
+        on_pool!(self, |pool| {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL \
+                 ORDER BY id LIMIT $2",
+            )
+            .bind(catalog_digest)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            let mut hosts = 0;
+            let mut events = 0;
+            let t = now();
+            for id in ids {
+                let mut tx = pool.begin_with(self.begin_sql()).await?;
+                let row: Option<(String, String)> = sqlx::query_as(self.locked(
+                    "SELECT evaluated_with, platform FROM hosts WHERE id = $1",
+                    "SELECT evaluated_with, platform FROM hosts WHERE id = $1 FOR UPDATE",
+                ))
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                // Another collector may have done it meanwhile.
+                let Some((with, platform)) = row.filter(|(w, _)| w != catalog_digest) else {
+                    continue;
+                };
+                let _ = with;
+                let inv = load_inventory!(tx, id.as_str(), &platform);
+                let found = evaluate(&inv);
+                events += apply_detections!(tx, id.as_str(), t, &found);
+                sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
+                    .bind(catalog_digest)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                hosts += 1;
+            }
+            Ok((hosts, events))
+        })
+    }
+
+    /// The fleet's counts, by SQL (no host is loaded): hosts, reporting,
+    /// stale, never reported, imported, and hosts where one of `banned` is
+    /// present.
+    pub async fn fleet_counts(
+        &self,
+        stale_before: i64,
+        banned: &[String],
+    ) -> Result<FleetCounts, StoreError> {
+        on_pool!(self, |pool| {
+            let (hosts, never, stale, imported): (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), \
+                 COALESCE(SUM(CASE WHEN last_checkin IS NULL THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN last_checkin < $1 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN imported = 1 THEN 1 ELSE 0 END), 0) FROM hosts",
+            )
+            .bind(stale_before)
+            .fetch_one(pool)
+            .await?;
+            let with_banned: i64 = if banned.is_empty() {
+                0
+            } else {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT COUNT(DISTINCT host_id) FROM detections WHERE removed_at IS NULL AND product_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for p in banned {
+                    list.push_bind(p.as_str());
+                }
+                q.push(")");
+                q.build_query_scalar().fetch_one(pool).await?
+            };
+            Ok(FleetCounts {
+                hosts: hosts as u64,
+                reporting: (hosts - never - stale) as u64,
+                stale: stale as u64,
+                never_reported: never as u64,
+                imported: imported as u64,
+                with_banned: with_banned as u64,
+            })
+        })
+    }
+
+    /// Hosts per present product.
+    pub async fn product_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT product_id, COUNT(*) FROM detections WHERE removed_at IS NULL \
+                 GROUP BY product_id ORDER BY product_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(|(p, n)| (p, n as u64)).collect())
         })
     }
 }

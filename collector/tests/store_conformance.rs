@@ -6,7 +6,8 @@
 use muster_catalog::{Catalog, Detection, HostFacts, Inventory, Item, ItemKind, Presence, Section};
 use muster_collector::pki::Issued;
 use muster_collector::store::{
-    CheckIn, CheckInOutcome, Database, EnrollError, Store, TokenError, now,
+    CheckIn, CheckInOutcome, Database, EnrollError, HostFilter, ImportOutcome, Store, TokenError,
+    now,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -147,7 +148,7 @@ fn evaluate(inv: &Inventory) -> Vec<Detection> {
 }
 
 async fn checkin(store: &Store, host: &str, c: &CheckIn) -> CheckInOutcome {
-    store.checkin(host, c, evaluate).await.unwrap()
+    store.checkin(host, c, "catalog-1", evaluate).await.unwrap()
 }
 
 #[tokio::test]
@@ -322,7 +323,10 @@ async fn concurrent_writers_lose_and_duplicate_nothing() {
                         &[("bash", Presence::Present)]
                     };
                     let c = report(seq, "h", pkgs);
-                    store.checkin(&host, &c, evaluate).await.unwrap()
+                    store
+                        .checkin(&host, &c, "catalog-1", evaluate)
+                        .await
+                        .unwrap()
                 }));
             }
         }
@@ -351,6 +355,283 @@ async fn concurrent_writers_lose_and_duplicate_nothing() {
                 .collect();
             assert!(kinds.windows(2).all(|w| w[0] != w[1]), "{kinds:?}");
         }
+    })
+    .await;
+}
+
+/// A catalog change: stored inventories are re-evaluated without a new
+/// check-in, each host once, every change an event.
+#[tokio::test]
+async fn a_new_catalog_re_evaluates_stored_inventories() {
+    on_every_backend(|store| async move {
+        let host = enroll(&store, "h1").await;
+        let pkgs = [
+            ("acme-shield", Presence::Present),
+            ("kesl", Presence::Present),
+        ];
+        checkin(&store, &host, &report(1, "h1", &pkgs)).await;
+        assert_eq!(store.pending_evaluation("catalog-1").await.unwrap(), 0);
+        assert_eq!(store.pending_evaluation("catalog-2").await.unwrap(), 1);
+        // The new catalog knows Acme too.
+        let acme = |inv: &Inventory| {
+            let mut found = evaluate(inv);
+            let mut d = found[0].clone();
+            d.product_id = "acme.shield".into();
+            found.push(d);
+            found
+        };
+        assert_eq!(
+            store.reevaluate("catalog-2", 10, acme).await.unwrap(),
+            (1, 1)
+        );
+        assert_eq!(
+            store.reevaluate("catalog-2", 10, acme).await.unwrap(),
+            (0, 0)
+        );
+        assert_eq!(store.pending_evaluation("catalog-2").await.unwrap(), 0);
+        let timeline = store.timeline(&host, 10).await.unwrap();
+        let last = timeline.last().unwrap();
+        assert_eq!(
+            (last.kind.as_str(), last.product_id.as_str()),
+            ("detected", "acme.shield")
+        );
+        let counts = store
+            .fleet_counts(0, &["acme.shield".into()])
+            .await
+            .unwrap();
+        assert_eq!(counts.with_banned, 1);
+        let per_product = store.product_counts().await.unwrap();
+        assert!(
+            per_product.contains(&("acme.shield".to_string(), 1)),
+            "{per_product:?}"
+        );
+    })
+    .await;
+}
+
+/// Snapshots of air-gapped hosts: one host per hostname, the snapshot's
+/// time its check-in time, an older snapshot refused.
+#[tokio::test]
+async fn imports_create_update_and_refuse_older_snapshots() {
+    on_every_backend(|store| async move {
+        let sections = |pkgs: &[(&str, Presence)]| report(1, "x", pkgs).sections;
+        let f = facts("Air-Gapped-1");
+        let first = store
+            .import(
+                &f,
+                sections(&[("kesl", Presence::Present)]),
+                1_000,
+                "c",
+                evaluate,
+            )
+            .await
+            .unwrap();
+        let ImportOutcome::Stored {
+            host_id,
+            created: true,
+            detections: 1,
+        } = first
+        else {
+            panic!("{first:?}");
+        };
+        let again = store
+            .import(
+                &facts("air-gapped-1"),
+                sections(&[("bash", Presence::Present)]),
+                2_000,
+                "c",
+                evaluate,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            ImportOutcome::Stored {
+                host_id: host_id.clone(),
+                created: false,
+                detections: 0
+            }
+        );
+        let older = store
+            .import(
+                &f,
+                sections(&[("kesl", Presence::Present)]),
+                1_500,
+                "c",
+                evaluate,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                older,
+                ImportOutcome::Older {
+                    last_checkin: 2_000,
+                    ..
+                }
+            ),
+            "{older:?}"
+        );
+        let (h, _, _) = store.host(&host_id).await.unwrap().unwrap();
+        assert!(h.imported);
+        assert_eq!(h.last_checkin, Some(2_000));
+        let kinds: Vec<(String, i64)> = store
+            .timeline(&host_id, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.at))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("imported".into(), 1_000),
+                ("detected".into(), 1_000),
+                ("removed".into(), 2_000)
+            ]
+        );
+        let episodes = store
+            .episodes(&["kaspersky.endpoint-security-linux".into()])
+            .await
+            .unwrap();
+        assert_eq!(episodes.len(), 1);
+        assert_eq!((episodes[0].from, episodes[0].to), (1_000, Some(2_000)));
+    })
+    .await;
+}
+
+/// Filters select in the store, and pages follow one another.
+#[tokio::test]
+async fn host_filters_and_pages() {
+    on_every_backend(|store| async move {
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let name = format!("web_{i}");
+            let host = enroll(&store, &name).await;
+            let pkgs: &[(&str, Presence)] = match i {
+                0 => &[("kesl", Presence::Present)],
+                1 => &[("kesl", Presence::Leftover)],
+                _ => &[("bash", Presence::Present)],
+            };
+            checkin(&store, &host, &report(1, &name, pkgs)).await;
+            ids.push(host);
+        }
+        let names = |hosts: Vec<muster_collector::store::HostRow>| -> Vec<String> {
+            hosts.into_iter().map(|h| h.facts.hostname).collect()
+        };
+        let kesl = vec!["kaspersky.endpoint-security-linux".to_string()];
+        let f = HostFilter {
+            products: Some(kesl.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(store.hosts_page(&f, None, 100).await.unwrap()),
+            ["web_0", "web_1"]
+        );
+        let f = HostFilter {
+            products: Some(kesl),
+            state: Some("remnant".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(store.hosts_page(&f, None, 100).await.unwrap()),
+            ["web_1"]
+        );
+        let f = HostFilter {
+            name: Some("B_3".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(store.hosts_page(&f, None, 100).await.unwrap()),
+            ["web_3"]
+        );
+        // `_` is a literal, not a wildcard.
+        let f = HostFilter {
+            name: Some("b_".into()),
+            ..Default::default()
+        };
+        assert_eq!(store.hosts_page(&f, None, 100).await.unwrap().len(), 5);
+        let f = HostFilter {
+            name: Some("bx".into()),
+            ..Default::default()
+        };
+        assert!(store.hosts_page(&f, None, 100).await.unwrap().is_empty());
+        let f = HostFilter {
+            os: Some("debian".into()),
+            ..Default::default()
+        };
+        assert_eq!(store.hosts_page(&f, None, 100).await.unwrap().len(), 5);
+        let f = HostFilter {
+            stale_before: Some(now() - 3600),
+            ..Default::default()
+        };
+        assert!(store.hosts_page(&f, None, 100).await.unwrap().is_empty());
+        let f = HostFilter {
+            products: Some(Vec::new()),
+            ..Default::default()
+        };
+        assert!(store.hosts_page(&f, None, 100).await.unwrap().is_empty());
+        // Pages of two: every host once, in order.
+        let mut seen = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = store
+                .hosts_page(
+                    &HostFilter::default(),
+                    after.as_ref().map(|(n, i)| (n.as_str(), i.as_str())),
+                    2,
+                )
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page
+                .last()
+                .map(|h| (h.facts.hostname.clone(), h.id.clone()));
+            seen.extend(names(page));
+        }
+        assert_eq!(seen, ["web_0", "web_1", "web_2", "web_3", "web_4"]);
+        let counts = store.fleet_counts(now() - 3600, &[]).await.unwrap();
+        assert_eq!((counts.hosts, counts.reporting, counts.stale), (5, 5, 0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn assets_are_replaced_whole_and_campaigns_are_unique() {
+    on_every_backend(|store| async move {
+        let asset = |h: &str, line| muster_collector::assets::Asset {
+            hostname: h.into(),
+            ip: String::new(),
+            owner: "ops".into(),
+            business_unit: String::new(),
+            line,
+        };
+        store
+            .replace_assets(&[asset("a", 2), asset("b", 3)])
+            .await
+            .unwrap();
+        store.replace_assets(&[asset("c", 2)]).await.unwrap();
+        let got: Vec<String> = store
+            .assets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.hostname)
+            .collect();
+        assert_eq!(got, ["c"]);
+        let c = muster_collector::campaign::Campaign {
+            name: "ban".into(),
+            policy: "bod-17-01".into(),
+            issued: 0,
+            identify_by: 10,
+            remove_by: 20,
+        };
+        assert!(store.create_campaign(&c).await.unwrap());
+        assert!(!store.create_campaign(&c).await.unwrap());
+        assert_eq!(store.campaign("ban").await.unwrap().unwrap().remove_by, 20);
+        assert!(store.campaign("other").await.unwrap().is_none());
     })
     .await;
 }

@@ -478,6 +478,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let v = json!({
                     "hosts": s.hosts, "reporting": s.reporting, "stale": s.stale, "never_reported": s.never_reported,
                     "hosts_with_banned": s.hosts_with_banned, "catalog_version": s.catalog_version,
+                    "imported": s.imported, "pending_reevaluation": s.pending_reevaluation,
                     "products": s.products.iter().map(|p| json!({"product_id": p.product_id, "vendor": p.vendor,
                         "product": p.product, "category": p.category, "hosts": p.hosts, "banned": p.banned})).collect::<Vec<_>>(),
                 });
@@ -488,8 +489,18 @@ async fn run(cli: Cli) -> Result<()> {
                 "hosts: {}   reporting: {}   stale: {}   never reported: {}",
                 s.hosts, s.reporting, s.stale, s.never_reported
             );
+            if s.imported > 0 {
+                println!("imported from snapshots: {}", s.imported);
+            }
             println!("hosts with a banned product: {}", s.hosts_with_banned);
-            println!("catalog: {}", s.catalog_version);
+            if s.pending_reevaluation > 0 {
+                println!(
+                    "catalog: {} (re-evaluating stored inventories: {} host(s) to go)",
+                    s.catalog_version, s.pending_reevaluation
+                );
+            } else {
+                println!("catalog: {}", s.catalog_version);
+            }
             if !s.products.is_empty() {
                 let mut t = table();
                 t.set_header(["product", "vendor", "category", "hosts", "banned"]);
