@@ -210,3 +210,229 @@ fn point_agent_at(state: &std::path::Path, url: &str) {
         .join("\n");
     std::fs::write(&path, text + "\n").unwrap();
 }
+
+/// An air-gapped fleet through a ban: snapshots imported, filtered, a BOD
+/// 17-01 campaign read and reported, coverage against an asset list, bad
+/// input refused without changing anything.
+#[test]
+fn snapshots_campaign_and_coverage() {
+    let c = Collector::start();
+    let snap = |name: &str, packages: &[(&str, &str, &str)]| {
+        let root = c.dir.join(&format!("img-{name}-{}", packages.len()));
+        linux_image(&root, name, packages, &[]);
+        let out = c.dir.join(&format!("{name}-{}.json", packages.len()));
+        ok(cmd("muster-agent")
+            .args(["collect", "--root"])
+            .arg(&root)
+            .arg("--out")
+            .arg(&out));
+        out
+    };
+    let bash = ("bash", "5.2", "install ok installed");
+    let alpha = snap("alpha", &[bash, ("kesl", "12.1", "install ok installed")]);
+    let bravo = snap("bravo", &[bash]);
+    let charlie = snap(
+        "charlie",
+        &[bash, ("kesl", "12.1", "deinstall ok config-files")],
+    );
+    for f in [&alpha, &bravo, &charlie] {
+        let out = c.muster(&["import", f.to_str().unwrap()]);
+        assert!(out.contains("imported new host"), "{out}");
+    }
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["hosts", "--format", "json"];
+        all.extend_from_slice(args);
+        let v: Value = serde_json::from_str(&c.muster(&all)).unwrap();
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["hostname"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&[]), ["alpha", "bravo", "charlie"]);
+    assert_eq!(listed(&["--vendor", "KASPERSKY"]), ["alpha", "charlie"]);
+    assert_eq!(
+        listed(&["--vendor", "kaspersky", "--state", "remnant"]),
+        ["charlie"]
+    );
+    assert_eq!(listed(&["--violates", "bod-17-01"]), ["alpha", "charlie"]);
+    assert_eq!(listed(&["--name", "RAV"]), ["bravo"]);
+    assert_eq!(listed(&["--category", "vpn"]), Vec::<String>::new());
+    let err = fails(
+        cmd("muster")
+            .args(["--collector", &c.url(), "--identity"])
+            .arg(c.data().join("operator"))
+            .args(["hosts", "--vendor", "no-such-vendor"]),
+    );
+    assert!(err.contains("no vendor"), "{err}");
+
+    // BOD 17-01 works out of the box with its own dates: in 2026 every
+    // positive host is overdue, a remnant included.
+    let status = || -> Value {
+        serde_json::from_str(&c.muster(&["campaign", "status", "bod-17-01", "--format", "json"]))
+            .unwrap()
+    };
+    let names = |v: &Value, list: &str| -> Vec<String> {
+        v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["hostname"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let s = status();
+    assert_eq!(s["phase"], "overdue");
+    assert_eq!(names(&s, "overdue"), ["alpha", "charlie"]);
+    assert_eq!(s["counts"]["remnant"], 1);
+    let report = c.dir.join("report.html");
+    c.muster(&[
+        "campaign",
+        "report",
+        "bod-17-01",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<svg") && html.contains("alpha"));
+    // Self-contained: nothing loaded from anywhere, links only inside the page.
+    assert!(
+        !html.contains("src=") && !html.contains("url("),
+        "external asset"
+    );
+    assert!(
+        html.match_indices("href=\"")
+            .all(|(i, _)| html[i + 6..].starts_with('#'))
+    );
+
+    // Kaspersky removed from alpha: cleared, with the removal in its timeline.
+    let clean = snap("alpha", &[bash]);
+    c.muster(&["import", clean.to_str().unwrap()]);
+    let s = status();
+    assert_eq!(names(&s, "overdue"), ["charlie"]);
+    assert_eq!(names(&s, "cleared"), ["alpha"]);
+
+    // Coverage against an asset list.
+    let csv = c.dir.join("assets.csv");
+    std::fs::write(
+        &csv,
+        "hostname,owner\nalpha,ops\nbravo,ops\ndelta,finance\n",
+    )
+    .unwrap();
+    c.muster(&["assets", "import", csv.to_str().unwrap()]);
+    let cov: Value = serde_json::from_str(&c.muster(&["coverage", "--format", "json"])).unwrap();
+    assert_eq!(cov["assets_without_agent"][0]["hostname"], "delta");
+    assert_eq!(cov["agents_not_in_assets"][0]["hostname"], "charlie");
+    let s = status();
+    assert!(names(&s, "unknown").contains(&"delta".to_string()), "{s}");
+
+    // Bad input: a clear error, nothing changed.
+    let muster_fails = |args: &[&str]| {
+        fails(
+            cmd("muster")
+                .args(["--collector", &c.url(), "--identity"])
+                .arg(c.data().join("operator"))
+                .args(args),
+        )
+    };
+    std::fs::write(&csv, "hostname,owner\nalpha,ops\nbravo,ops,extra\n").unwrap();
+    let err = muster_fails(&["assets", "import", csv.to_str().unwrap()]);
+    assert!(err.contains("line 3"), "{err}");
+    let cov: Value = serde_json::from_str(&c.muster(&["coverage", "--format", "json"])).unwrap();
+    assert_eq!(cov["assets"], 3, "the earlier asset list stays");
+    let err = muster_fails(&[
+        "campaign",
+        "start",
+        "bad",
+        "--policy",
+        "bod-17-01",
+        "--identify-by",
+        "2030-02-01",
+        "--remove-by",
+        "2030-01-01",
+    ]);
+    assert!(err.contains("remove-by"), "{err}");
+    let err = muster_fails(&["host", "does-not-exist"]);
+    assert!(err.contains("no host"), "{err}");
+    let bad = c.dir.join("bad.json");
+    std::fs::write(&bad, r#"{"format_version": 9999}"#).unwrap();
+    let err = muster_fails(&["import", bad.to_str().unwrap()]);
+    assert!(err.contains("9999"), "{err}");
+    let older = muster_fails(&["import", alpha.to_str().unwrap()]);
+    assert!(older.contains("newer report"), "{older}");
+    assert_eq!(listed(&[]), ["alpha", "bravo", "charlie"]);
+    // A campaign of our own, with today's date.
+    let out = c.muster(&[
+        "campaign",
+        "start",
+        "ours",
+        "--policy",
+        "bod-17-01",
+        "--issued",
+        "2026-01-01",
+        "--identify-by",
+        "2026-02-01",
+        "--remove-by",
+        "2099-01-01",
+    ]);
+    assert!(out.contains("campaign ours started"), "{out}");
+    let v: Value =
+        serde_json::from_str(&c.muster(&["campaign", "status", "ours", "--format", "json"]))
+            .unwrap();
+    assert_eq!(v["phase"], "remove");
+    assert!(v["overdue"].as_array().unwrap().is_empty());
+    assert_eq!(names(&v, "affected"), ["charlie"]);
+    let again = muster_fails(&["campaign", "start", "ours", "--policy", "bod-17-01"]);
+    assert!(again.contains("exists"), "{again}");
+}
+
+/// A new product in the operator's catalog: the collector re-evaluates the
+/// stored inventories at start, no agent rescans, and the change is an event.
+#[test]
+fn a_catalog_change_re_evaluates_stored_inventories() {
+    let mut c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    linux_image(
+        &root,
+        "acme-host",
+        &[("acme-shield", "2.0", "install ok installed")],
+        &[],
+    );
+    ok(cmd("muster-agent")
+        .args(["run", "--once", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root));
+    assert!(c.hosts()[0]["detections"].as_array().unwrap().is_empty());
+    let cat = c.data().join("catalog");
+    std::fs::create_dir_all(&cat).unwrap();
+    std::fs::write(
+        cat.join("acme.toml"),
+        "vendor = \"Acme\"\n[[products]]\nid = \"acme.shield\"\nname = \"Acme Shield\"\ncategory = \"antivirus\"\nplatforms = [\"linux\"]\n[[products.indicators]]\nkind = \"package\"\nvalue = \"acme-shield\"\nplatform = \"linux\"\nproves = \"installed\"\nsource = \"test\"\n",
+    )
+    .unwrap();
+    let cfg = c.data().join("collector.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\ncatalog_dir = \"{}\"\n", cat.display()),
+    )
+    .unwrap();
+    c.restart();
+    let found = wait_for(std::time::Duration::from_secs(30), || {
+        let h = c.hosts();
+        (h[0]["detections"].as_array().unwrap().len() == 1).then_some(h)
+    })
+    .unwrap_or_else(|| panic!("not re-evaluated: {}", c.log()));
+    assert_eq!(found[0]["detections"][0]["product_id"], "acme.shield");
+    assert!(c.log().contains("re-evaluation finished"), "{}", c.log());
+    let id = found[0]["id"].as_str().unwrap();
+    let h: Value = serde_json::from_str(&c.muster(&["host", id, "--format", "json"])).unwrap();
+    let last = h["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "detected");
+    assert_eq!(last["product_id"], "acme.shield");
+    let summary: Value = serde_json::from_str(&c.muster(&["summary", "--format", "json"])).unwrap();
+    assert_eq!(summary["pending_reevaluation"], 0);
+}
