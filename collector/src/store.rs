@@ -1382,10 +1382,11 @@ impl Store {
     }
 
     /// Re-evaluates up to `limit` stored inventories last evaluated with
-    /// another catalog, each in its own transaction (the host's row locked,
-    /// so two collectors never evaluate one host at once), recording every
-    /// change as an event. Returns (hosts evaluated, events written); 0
-    /// hosts when none is left.
+    /// another catalog, in one transaction, recording every change as an
+    /// event. On PostgreSQL the hosts are locked and locked ones skipped,
+    /// so collectors sharing the database split the work instead of doing
+    /// it twice. Returns (hosts evaluated, events written); 0 hosts when
+    /// none is left.
     pub async fn reevaluate<F>(
         &self,
         catalog_digest: &str,
@@ -1396,43 +1397,31 @@ impl Store {
         F: Fn(&Inventory) -> Vec<Detection>,
     {
         on_pool!(self, |pool| {
-            let ids: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL \
+            let mut tx = pool.begin_with(self.begin_sql()).await?;
+            let hosts: Vec<(String, String)> = sqlx::query_as(self.locked(
+                "SELECT id, platform FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL \
                  ORDER BY id LIMIT $2",
-            )
+                "SELECT id, platform FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL \
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            ))
             .bind(catalog_digest)
             .bind(i64::from(limit))
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
-            let mut hosts = 0;
             let mut events = 0;
             let t = now();
-            for id in ids {
-                let mut tx = pool.begin_with(self.begin_sql()).await?;
-                let row: Option<(String, String)> = sqlx::query_as(self.locked(
-                    "SELECT evaluated_with, platform FROM hosts WHERE id = $1",
-                    "SELECT evaluated_with, platform FROM hosts WHERE id = $1 FOR UPDATE",
-                ))
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                // Another collector may have done it meanwhile.
-                let Some((with, platform)) = row.filter(|(w, _)| w != catalog_digest) else {
-                    continue;
-                };
-                let _ = with;
-                let inv = load_inventory!(tx, id.as_str(), &platform);
+            for (id, platform) in &hosts {
+                let inv = load_inventory!(tx, id.as_str(), platform);
                 let found = evaluate(&inv);
                 events += apply_detections!(tx, id.as_str(), t, &found);
                 sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
                     .bind(catalog_digest)
-                    .bind(&id)
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                tx.commit().await?;
-                hosts += 1;
             }
-            Ok((hosts, events))
+            tx.commit().await?;
+            Ok((hosts.len(), events))
         })
     }
 

@@ -1,0 +1,276 @@
+//! The fleet at scale: N hosts (100 000 by default) written through the
+//! store's API (`Store::import`, the path of `muster import`: one host and
+//! its inventory per call, eight at a time), then the operator's questions
+//! timed end to end against a real collector (`muster summary`, `muster
+//! hosts --product`, `muster campaign status`), then the re-evaluation of
+//! every stored inventory after a catalog change. SQLite always; PostgreSQL
+//! too when MUSTER_TEST_POSTGRES_URL is set.
+//!
+//!   cargo run --release -p muster-tests --bin muster-bench-fleet -- [--hosts N] [--json]
+//!
+//! Inventories: 100 dpkg packages drawn from Debian bookworm's package names
+//! and 20 systemd units per host; 3 % of hosts carry Kaspersky Endpoint
+//! Security for Linux (a third of them only its remnant), 2 % ClamAV.
+
+use muster_catalog::{Catalog, HostFacts, Item, ItemKind, Presence, Section};
+use muster_collector::store::{Database, Store};
+use muster_tests::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A small deterministic generator (xorshift), so every run stores the
+/// same fleet.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn inventory(i: usize, names: &[String]) -> (HostFacts, BTreeMap<String, Section>) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1).wrapping_mul(0x2545_f491));
+    let mut packages: Vec<Item> = (0..100)
+        .map(|_| {
+            let name = &names[rng.below(names.len())];
+            Item::new(ItemKind::Package, name.as_str(), Presence::Present, "dpkg")
+                .version("1.0-1")
+                .attr("manager", "dpkg")
+        })
+        .collect();
+    let roll = rng.below(100);
+    if roll < 3 {
+        let presence = if roll == 0 {
+            Presence::Leftover
+        } else {
+            Presence::Present
+        };
+        packages.push(Item::new(ItemKind::Package, "kesl", presence, "dpkg").version("12.1.0"));
+    } else if roll < 5 {
+        packages
+            .push(Item::new(ItemKind::Package, "clamav", Presence::Present, "dpkg").version("1.0"));
+    }
+    let units: Vec<Item> = (0..20)
+        .map(|u| {
+            Item::new(
+                ItemKind::SystemdUnit,
+                format!("svc-{}.service", (i + u * 7919) % 500),
+                Presence::Present,
+                "systemd",
+            )
+        })
+        .collect();
+    let mut sections = BTreeMap::new();
+    for (name, items) in [("dpkg", packages), ("systemd", units)] {
+        let mut s = Section { items };
+        s.normalise();
+        sections.insert(name.to_string(), s);
+    }
+    let facts = HostFacts {
+        hostname: format!("host-{i:06}"),
+        os_name: "Debian GNU/Linux".into(),
+        os_version: "12".into(),
+        platform: "linux".into(),
+        ..HostFacts::default()
+    };
+    (facts, sections)
+}
+
+struct Figures {
+    backend: String,
+    hosts: usize,
+    load_s: f64,
+    summary_ms: f64,
+    hosts_product_ms: f64,
+    hosts_product_count: usize,
+    campaign_ms: f64,
+    reevaluate_s: f64,
+}
+
+/// Median wall time of three runs of `muster ARGS` against `c`, in ms,
+/// and the last output.
+fn timed(c: &Collector, args: &[&str]) -> (f64, String) {
+    let mut runs = Vec::new();
+    let mut out = String::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        out = c.muster(args);
+        runs.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    runs.sort_by(f64::total_cmp);
+    (runs[1], out)
+}
+
+async fn load(db: &Database, n: usize, catalog: Arc<Catalog>, names: Arc<Vec<String>>) -> f64 {
+    let store = Store::open(db, false).await.expect("open the store");
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, catalog, names, next) =
+            (store.clone(), catalog.clone(), names.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let (facts, sections) = inventory(i, &names);
+                store
+                    .import(&facts, sections, 1_700_000_000, &catalog.digest, |inv| {
+                        muster_catalog::evaluate(inv, &catalog)
+                    })
+                    .await
+                    .expect("import");
+                if (i + 1) % 10_000 == 0 {
+                    eprintln!(
+                        "  {} hosts stored ({:.0} s)",
+                        i + 1,
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("loader");
+    }
+    store.close().await;
+    t.elapsed().as_secs_f64()
+}
+
+async fn reevaluate(db: &Database, catalog: &Catalog) -> f64 {
+    let store = Store::open(db, false).await.expect("open the store");
+    let t = Instant::now();
+    // Another digest: as if the catalog had just changed.
+    let digest = format!("{}-changed", catalog.digest);
+    loop {
+        let (hosts, _) = store
+            .reevaluate(&digest, 500, |inv| muster_catalog::evaluate(inv, catalog))
+            .await
+            .expect("re-evaluate");
+        if hosts == 0 {
+            break;
+        }
+    }
+    store.close().await;
+    t.elapsed().as_secs_f64()
+}
+
+fn bench(
+    backend: &str,
+    mut c: Collector,
+    db: Database,
+    n: usize,
+    rt: &tokio::runtime::Runtime,
+) -> Figures {
+    let catalog = Arc::new(Catalog::builtin());
+    let names: Arc<Vec<String>> = Arc::new(
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/package-names/debian-bookworm.txt"
+        ))
+        .map(|t| t.lines().map(String::from).collect())
+        .unwrap_or_else(|_| (0..60_000).map(|i| format!("package-{i}")).collect()),
+    );
+    c.kill();
+    eprintln!("{backend}: storing {n} hosts");
+    let load_s = rt.block_on(load(&db, n, catalog.clone(), names));
+    c.restart();
+    let (summary_ms, _) = timed(&c, &["summary", "--format", "json"]);
+    let (hosts_product_ms, out) = timed(
+        &c,
+        &[
+            "hosts",
+            "--product",
+            "kaspersky.endpoint-security-linux",
+            "--format",
+            "json",
+        ],
+    );
+    let hosts_product_count = serde_json::from_str::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v["hosts"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    let (campaign_ms, _) = timed(&c, &["campaign", "status", "bod-17-01", "--format", "json"]);
+    c.kill();
+    eprintln!("{backend}: re-evaluating {n} inventories");
+    let reevaluate_s = rt.block_on(reevaluate(&db, &catalog));
+    Figures {
+        backend: backend.into(),
+        hosts: n,
+        load_s,
+        summary_ms,
+        hosts_product_ms,
+        hosts_product_count,
+        campaign_ms,
+        reevaluate_s,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--hosts")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let json = args.iter().any(|a| a == "--json");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut figures = Vec::new();
+    let c = Collector::start();
+    let db = Database::Sqlite(c.data().join("muster.db"));
+    figures.push(bench("sqlite", c, db, n, &rt));
+    if let Some(pg) = PgDatabase::create("bench") {
+        let c = Collector::start_postgres(&pg.url);
+        let db = Database::Postgres(pg.url.clone());
+        figures.push(bench("postgres", c, db, n, &rt));
+    }
+    if json {
+        let v: Vec<serde_json::Value> = figures
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "backend": f.backend, "hosts": f.hosts, "load_seconds": f.load_s,
+                    "summary_ms": f.summary_ms, "hosts_product_ms": f.hosts_product_ms,
+                    "hosts_product_count": f.hosts_product_count, "campaign_status_ms": f.campaign_ms,
+                    "reevaluate_seconds": f.reevaluate_s,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return;
+    }
+    println!(
+        "{:<9} {:>8} {:>10} {:>11} {:>17} {:>16} {:>14}",
+        "backend",
+        "hosts",
+        "load s",
+        "summary ms",
+        "hosts --product",
+        "campaign status",
+        "re-evaluate s"
+    );
+    for f in &figures {
+        println!(
+            "{:<9} {:>8} {:>10.1} {:>11.0} {:>10.0} ({:>4}) {:>16.0} {:>14.1}",
+            f.backend,
+            f.hosts,
+            f.load_s,
+            f.summary_ms,
+            f.hosts_product_ms,
+            f.hosts_product_count,
+            f.campaign_ms,
+            f.reevaluate_s
+        );
+    }
+    println!("(ms: median of 3 runs of the muster command, process start and TLS included)");
+}
