@@ -2,6 +2,7 @@
 //! ([`internal`]): detail goes to the log, never to the client.
 
 use crate::pki::Issued;
+use crate::rfc3339;
 use crate::server::{State, peer};
 use crate::store::{
     CheckIn, CheckInOutcome, EnrollError, HostFilter, HostRow, ImportOutcome, StoreError, now,
@@ -812,17 +813,6 @@ impl v1::operator_server::Operator for OperatorService {
         }
         Ok(Response::new(out))
     }
-}
-
-/// Unix seconds as RFC 3339, for messages.
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }
 
 /// Unix seconds of UTC midnight of a `YYYY-MM-DD` date.

@@ -280,6 +280,35 @@ macro_rules! insert_events {
     };
 }
 
+/// Adds a host row inside transaction `$tx` (nothing when an imported
+/// host of that hostname exists); the number of rows added.
+macro_rules! insert_host {
+    ($tx:expr, $id:expr, $facts:expr, $at:expr, $serial:expr, $imported:expr) => {{
+        let facts: &HostFacts = $facts;
+        sqlx::query(
+            "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, \
+             enrolled_at, cert_serial, platform, imported) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+        )
+        .bind($id)
+        .bind(&facts.hostname)
+        .bind(&facts.os_name)
+        .bind(&facts.os_version)
+        .bind(&facts.kernel)
+        .bind(&facts.arch)
+        .bind(json(&facts.ips))
+        .bind(&facts.agent_version)
+        .bind($at)
+        .bind($serial)
+        .bind(&facts.platform)
+        .bind($imported as i64)
+        .execute(&mut *$tx)
+        .await
+        .map_err(StoreError::from)?
+        .rows_affected()
+    }};
+}
+
 /// The stored inventory of host `$host_id`, read inside transaction `$tx`.
 macro_rules! load_inventory {
     ($tx:expr, $host_id:expr, $platform:expr) => {{
@@ -738,23 +767,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
-            sqlx::query(
-                "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, enrolled_at, cert_serial) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&id)
-            .bind(&facts.hostname)
-            .bind(&facts.os_name)
-            .bind(&facts.os_version)
-            .bind(&facts.kernel)
-            .bind(&facts.arch)
-            .bind(json(&facts.ips))
-            .bind(&facts.agent_version)
-            .bind(now())
-            .bind(&issued.serial)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
+            insert_host!(tx, &id, facts, now(), &issued.serial, 0);
             insert_events!(tx, &[Event::new(&id, now(), "enrolled")]);
             tx.commit().await.map_err(StoreError::from)?;
             Ok((id, issued))
@@ -1032,25 +1045,7 @@ impl Store {
         let (host_id, created, last_sequence, last_checkin) = on_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
             let id = uuid::Uuid::new_v4().to_string();
-            let inserted = sqlx::query(
-                "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, \
-                 enrolled_at, cert_serial, platform, imported) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '', $10, 1) ON CONFLICT DO NOTHING",
-            )
-            .bind(&id)
-            .bind(&facts.hostname)
-            .bind(&facts.os_name)
-            .bind(&facts.os_version)
-            .bind(&facts.kernel)
-            .bind(&facts.arch)
-            .bind(json(&facts.ips))
-            .bind(&facts.agent_version)
-            .bind(collected_at)
-            .bind(&facts.platform)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            let inserted = insert_host!(tx, &id, facts, collected_at, "", 1) == 1;
             if inserted {
                 insert_events!(tx, &[Event::new(&id, collected_at, "imported")]);
             }

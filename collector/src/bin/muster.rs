@@ -227,13 +227,7 @@ fn time(t: i64) -> String {
     if t <= 0 {
         return "never".into();
     }
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
+    muster_collector::rfc3339(t)
 }
 
 fn time_json(t: i64) -> Value {
