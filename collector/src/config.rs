@@ -107,6 +107,28 @@ pub struct Config {
     /// data folder, or a `postgres://` URL (several collectors may share
     /// one PostgreSQL database).
     pub database: Option<String>,
+    /// Campaigns started when the collector starts (those that exist
+    /// already are left as they are).
+    pub campaign: Vec<CampaignConfig>,
+}
+
+/// A `[[campaign]]` of the config file: what `muster campaign start` takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// The campaign's name.
+    pub name: String,
+    /// The policy naming the banned products.
+    pub policy: String,
+    /// `YYYY-MM-DD`; default: the policy's date, else the day it starts.
+    #[serde(default)]
+    pub issued: String,
+    /// `YYYY-MM-DD`; default: the policy's, else issued + 30 days.
+    #[serde(default)]
+    pub identify_by: String,
+    /// `YYYY-MM-DD`; default: the policy's, else issued + 90 days.
+    #[serde(default)]
+    pub remove_by: String,
 }
 
 impl Default for Config {
@@ -122,6 +144,7 @@ impl Default for Config {
             log_format: "human".into(),
             catalog_dir: None,
             database: None,
+            campaign: Vec::new(),
         }
     }
 }
@@ -155,6 +178,15 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 # The fleet database: the SQLite file muster.db in this folder, or a
 # PostgreSQL URL shared by several collectors (MUSTER_DATABASE overrides).
 # database = "postgres://muster@db.example.org/muster"
+
+# Campaigns to start with the collector (existing ones are left alone); the
+# same as `muster campaign start`. Dates default to the policy's, else the
+# start day, +30 days, +90 days.
+# [[campaign]]
+# name = "drop-acme"
+# policy = "acme-ban"
+# identify_by = "2026-12-15"
+# remove_by = "2027-01-31"
 
 # Log format: "human" or "json".
 # log_format = "human"

@@ -328,6 +328,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         authority,
         config,
     });
+    muster_collector::service::start_configured_campaigns(&state).await?;
     tokio::spawn(muster_collector::service::reevaluate_all(state.clone()));
     let result = serve(listener, tls, state, shutdown_signal()).await;
     store.close().await;

@@ -839,6 +839,28 @@ fn campaign_info(c: &crate::campaign::Campaign) -> v1::CampaignInfo {
     }
 }
 
+/// Starts the campaigns of the config file that do not exist yet. A
+/// campaign whose policy or dates are wrong stops the collector from
+/// starting, naming it.
+pub async fn start_configured_campaigns(state: &Arc<State>) -> anyhow::Result<()> {
+    let op = OperatorService(state.clone());
+    for c in &state.config.campaign {
+        let campaign = op
+            .new_campaign(&v1::StartCampaignRequest {
+                name: c.name.clone(),
+                policy: c.policy.clone(),
+                issued: c.issued.clone(),
+                identify_by: c.identify_by.clone(),
+                remove_by: c.remove_by.clone(),
+            })
+            .map_err(|e| anyhow::anyhow!("campaign {:?} in the config: {}", c.name, e.message()))?;
+        if state.store.create_campaign(&campaign).await? {
+            tracing::info!(campaign = %campaign.name, policy = %campaign.policy, "campaign started from the config");
+        }
+    }
+    Ok(())
+}
+
 /// Hosts re-evaluated per batch in the background.
 const REEVALUATE_BATCH: u32 = 500;
 

@@ -415,9 +415,13 @@ fn a_catalog_change_re_evaluates_stored_inventories() {
     .unwrap();
     let cfg = c.data().join("collector.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
+    // A campaign of the config file starts with the collector.
     std::fs::write(
         &cfg,
-        format!("{text}\ncatalog_dir = \"{}\"\n", cat.display()),
+        format!(
+            "{text}\ncatalog_dir = \"{}\"\n\n[[campaign]]\nname = \"from-config\"\npolicy = \"bod-17-01\"\nissued = \"2026-01-01\"\nidentify_by = \"2026-02-01\"\nremove_by = \"2099-01-01\"\n",
+            cat.display()
+        ),
     )
     .unwrap();
     c.restart();
@@ -435,4 +439,9 @@ fn a_catalog_change_re_evaluates_stored_inventories() {
     assert_eq!(last["product_id"], "acme.shield");
     let summary: Value = serde_json::from_str(&c.muster(&["summary", "--format", "json"])).unwrap();
     assert_eq!(summary["pending_reevaluation"], 0);
+    let v: Value =
+        serde_json::from_str(&c.muster(&["campaign", "status", "from-config", "--format", "json"]))
+            .unwrap();
+    assert_eq!(v["campaign"]["remove_by_date"], "2099-01-01");
+    assert_eq!(v["phase"], "remove");
 }
