@@ -216,7 +216,9 @@ async fn client(cli: &Cli) -> Result<OperatorClient<tonic::transport::Channel>> 
         Some((read("cert.pem")?, read("key.pem")?)),
     )
     .await?;
-    Ok(OperatorClient::new(channel))
+    // A campaign's status over a large fleet is a large document (tens of
+    // MB for 100 000 hosts); tonic's default limit is 4 MB.
+    Ok(OperatorClient::new(channel).max_decoding_message_size(1 << 30))
 }
 
 fn refused(s: tonic::Status) -> anyhow::Error {
