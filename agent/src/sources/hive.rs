@@ -607,9 +607,8 @@ mod tests {
             if sig && bytes.len() >= 4 {
                 bytes[..4].copy_from_slice(b"regf");
             }
-            let dir = std::env::temp_dir().join(format!("muster-hive-prop-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let p = dir.join("SYSTEM");
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("SYSTEM");
             std::fs::write(&p, &bytes).unwrap();
             if let Ok(h) = Hive::open_file(&p) {
                 let _ = guarded(&h, services);
