@@ -186,8 +186,19 @@ fn take_report(
     catalog: &Catalog,
     sequence: u64,
 ) -> (Report, Vec<sources::ScanError>) {
+    take_report_with(root, &|| catalog, sequence)
+}
+
+/// [`take_report`] with a catalog that may still be loading on another
+/// thread: it is waited for only when a source or the evaluation needs it.
+fn take_report_with<'c>(
+    root: &std::path::Path,
+    catalog: &dyn Fn() -> &'c Catalog,
+    sequence: u64,
+) -> (Report, Vec<sources::ScanError>) {
     let live = root == std::path::Path::new("/");
-    let scan = sources::scan(root, live, catalog);
+    let scan = sources::scan_with(root, live, catalog);
+    let catalog = catalog();
     let detections = evaluate(&scan.inventory, catalog);
     let report = Report {
         sequence,
@@ -287,10 +298,38 @@ async fn run(cmd: Cmd) -> Result<()> {
             catalog_dir,
             snapshot,
         } => {
-            let catalog = match &catalog_dir {
-                Some(d) => Catalog::with_dir(d)?,
-                None => Catalog::builtin(),
-            };
+            let cell = std::sync::OnceLock::new();
+            if let Some(d) = &catalog_dir {
+                let _ = cell.set(Catalog::with_dir(d)?);
+            }
+            let started = std::time::Instant::now();
+            // The built-in catalog is parsed on a second thread while the
+            // sources read the disk; they wait for it only at the end.
+            let (r, errors) = std::thread::scope(|s| -> Result<_> {
+                if cell.get().is_none() {
+                    s.spawn(|| {
+                        let _ = cell.set(Catalog::builtin());
+                    });
+                }
+                Ok(match &snapshot {
+                    Some(path) => {
+                        let s = snapshot::read(path)?;
+                        let catalog = cell.wait();
+                        let detections = evaluate(&s.inventory, catalog);
+                        let report = Report {
+                            sequence: 0,
+                            scanned_at: s.collected_at,
+                            facts: s.host,
+                            inventory: s.inventory,
+                            detections,
+                            catalog_version: catalog.version.clone(),
+                        };
+                        (report, s.errors)
+                    }
+                    None => take_report_with(&root, &|| cell.wait(), 0),
+                })
+            })?;
+            let catalog = cell.wait();
             let policy = match &policy {
                 Some(id) => Some(catalog.policy(id).with_context(|| {
                     let known: Vec<&str> = catalog.policies.iter().map(|p| p.id.as_str()).collect();
@@ -300,23 +339,6 @@ async fn run(cmd: Cmd) -> Result<()> {
                     )
                 })?),
                 None => None,
-            };
-            let started = std::time::Instant::now();
-            let (r, errors) = match &snapshot {
-                Some(path) => {
-                    let s = snapshot::read(path)?;
-                    let detections = evaluate(&s.inventory, &catalog);
-                    let report = Report {
-                        sequence: 0,
-                        scanned_at: s.collected_at,
-                        facts: s.host,
-                        inventory: s.inventory,
-                        detections,
-                        catalog_version: catalog.version.clone(),
-                    };
-                    (report, s.errors)
-                }
-                None => take_report(&root, &catalog, 0),
             };
             let verdict = policy.map(|p| p.verdict(&r.detections, r.inventory.platform));
             print_scan(&r, verdict.as_ref(), &errors, format, started.elapsed());

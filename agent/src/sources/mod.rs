@@ -140,6 +140,13 @@ pub struct Scan {
 /// section left out (never sent empty: an empty section would read as
 /// "everything removed").
 pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
+    scan_with(root, live, &|| catalog)
+}
+
+/// [`scan`], asking for the catalog only when a source needs it (the paths
+/// and registry keys it names come last), so that it can be loaded on
+/// another thread meanwhile.
+pub fn scan_with<'c>(root: &Path, live: bool, catalog: &dyn Fn() -> &'c Catalog) -> Scan {
     let platform = system::detect(root);
     let mut inv = Inventory {
         platform: Some(platform),
@@ -220,7 +227,7 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                 "registry",
                 "registry",
                 Ok(hive::catalog_keys(
-                    catalog,
+                    catalog(),
                     system.as_ref(),
                     software.as_ref(),
                 )),
@@ -228,7 +235,7 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
             add(
                 "files",
                 "paths",
-                Ok(paths::read(root, catalog, Platform::Windows)),
+                Ok(paths::read(root, catalog(), Platform::Windows)),
             );
             hive::facts(system.as_ref(), software.as_ref())
         }
@@ -248,7 +255,7 @@ pub fn scan(root: &Path, live: bool, catalog: &Catalog) -> Scan {
                 }
                 add("modules", "kernel modules", mods);
             }
-            add("files", "paths", Ok(paths::read(root, catalog, platform)));
+            add("files", "paths", Ok(paths::read(root, catalog(), platform)));
             if live {
                 add("processes", "processes", Ok(processes::read()));
             }
