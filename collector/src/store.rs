@@ -352,6 +352,17 @@ macro_rules! apply_detections {
             stored.insert(product, parse::<Detection>(&detection)?);
         }
         let events = detection_events(host_id, t, &before, found, &stored);
+        write_detections!($tx, host_id, t, found, &events);
+        events.len()
+    }};
+}
+
+/// Writes the `$found` detections of `$host_id` and the `$events` that
+/// [`detection_events`] derived for them, inside transaction `$tx`.
+macro_rules! write_detections {
+    ($tx:expr, $host_id:expr, $t:expr, $found:expr, $events:expr) => {{
+        let (host_id, t, found, events): (&str, i64, &[Detection], &[Event]) =
+            ($host_id, $t, $found, $events);
         for e in events.iter().filter(|e| e.kind == "removed") {
             sqlx::query(
                 "UPDATE detections SET removed_at = $1 WHERE host_id = $2 AND product_id = $3",
@@ -381,8 +392,7 @@ macro_rules! apply_detections {
             .execute(&mut *$tx)
             .await?;
         }
-        insert_events!($tx, &events);
-        events.len()
+        insert_events!($tx, events);
     }};
 }
 
@@ -1378,10 +1388,12 @@ impl Store {
 
     /// Re-evaluates up to `limit` stored inventories last evaluated with
     /// another catalog, in one transaction, recording every change as an
-    /// event. On PostgreSQL the hosts are locked and locked ones skipped,
-    /// so collectors sharing the database split the work instead of doing
-    /// it twice. Returns (hosts evaluated, events written); 0 hosts when
-    /// none is left.
+    /// event. The batch's inventories and detections are read with one
+    /// query each, and only hosts whose detections change are written. On
+    /// PostgreSQL the hosts are locked and locked ones skipped, so
+    /// collectors sharing the database split the work instead of doing it
+    /// twice. Returns (hosts evaluated, events written); 0 hosts when none
+    /// is left.
     pub async fn reevaluate<F>(
         &self,
         catalog_digest: &str,
@@ -1403,20 +1415,92 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await?;
-            let mut events = 0;
-            let t = now();
-            for (id, platform) in &hosts {
-                let inv = load_inventory!(tx, id.as_str(), platform);
-                let found = evaluate(&inv);
-                events += apply_detections!(tx, id.as_str(), t, &found);
-                sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
-                    .bind(catalog_digest)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+            if hosts.is_empty() {
+                return Ok((0, 0));
             }
+            let in_batch = |sql: &str| {
+                let mut q = sqlx::QueryBuilder::new(sql);
+                let mut list = q.separated(", ");
+                for (id, _) in &hosts {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                q
+            };
+            let mut inventories: HashMap<String, Inventory> = hosts
+                .iter()
+                .map(|(id, platform)| {
+                    let inv = Inventory {
+                        platform: muster_catalog::Platform::parse(platform),
+                        ..Inventory::default()
+                    };
+                    (id.clone(), inv)
+                })
+                .collect();
+            let sections: Vec<(String, String, String)> =
+                in_batch("SELECT host_id, name, items FROM sections WHERE host_id IN (")
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (host, name, items) in sections {
+                if let Some(inv) = inventories.get_mut(&host) {
+                    inv.sections.insert(
+                        name,
+                        Section {
+                            items: parse(&items)?,
+                        },
+                    );
+                }
+            }
+            let mut before: HashMap<String, HashMap<String, (String, bool)>> = HashMap::new();
+            let mut stored: HashMap<String, HashMap<String, (String, Detection)>> = HashMap::new();
+            let rows: Vec<(String, String, String, Option<i64>, String)> = in_batch(
+                "SELECT host_id, product_id, state, removed_at, detection FROM detections WHERE host_id IN (",
+            )
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await?;
+            for (host, product, state, removed_at, detection) in rows {
+                before
+                    .entry(host.clone())
+                    .or_default()
+                    .insert(product.clone(), (state, removed_at.is_some()));
+                let d = parse::<Detection>(&detection)?;
+                stored.entry(host).or_default().insert(product, (detection, d));
+            }
+            let t = now();
+            let mut events_written = 0;
+            let (none_before, none_stored) = (HashMap::new(), HashMap::new());
+            for (id, _) in &hosts {
+                let found = evaluate(&inventories[id]);
+                let before = before.get(id).unwrap_or(&none_before);
+                let stored: &HashMap<String, (String, Detection)> =
+                    stored.get(id).unwrap_or(&none_stored);
+                let as_detections: HashMap<String, Detection> = stored
+                    .iter()
+                    .map(|(p, (_, d))| (p.clone(), d.clone()))
+                    .collect();
+                let events = detection_events(id, t, before, &found, &as_detections);
+                // Unchanged: every found detection stored as it is, present.
+                let same = events.is_empty()
+                    && found.iter().all(|d| {
+                        stored.get(&d.product_id).is_some_and(|(text, _)| *text == json(d))
+                    });
+                if !same {
+                    write_detections!(tx, id.as_str(), t, &found, &events);
+                    events_written += events.len();
+                }
+            }
+            let mut q = sqlx::QueryBuilder::new("UPDATE hosts SET evaluated_with = ");
+            q.push_bind(catalog_digest).push(" WHERE id IN (");
+            let mut list = q.separated(", ");
+            for (id, _) in &hosts {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok((hosts.len(), events))
+            Ok((hosts.len(), events_written))
         })
     }
 
