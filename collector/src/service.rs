@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -353,23 +354,28 @@ impl OperatorService {
 
     /// Coverage of the asset list by the hosts that report.
     async fn coverage(&self) -> Result<crate::assets::Coverage, StoreError> {
+        let hosts = self.0.store.host_list().await?;
         let assets = self.0.store.assets().await?;
+        Ok(self.coverage_of(&assets, &hosts))
+    }
+
+    fn coverage_of(
+        &self,
+        assets: &[crate::assets::Asset],
+        hosts: &[crate::store::HostBrief],
+    ) -> crate::assets::Coverage {
         let stale_before = self.stale_before();
-        let agents: Vec<crate::assets::AgentHost> = self
-            .0
-            .store
-            .host_list()
-            .await?
-            .into_iter()
+        let agents: Vec<crate::assets::AgentHost> = hosts
+            .iter()
             .map(|h| crate::assets::AgentHost {
                 ips: serde_json::from_str(&h.ips).unwrap_or_default(),
                 stale: h.last_checkin.unwrap_or(h.enrolled_at) < stale_before,
                 last_checkin: h.last_checkin,
-                id: h.id,
-                hostname: h.hostname,
+                id: h.id.clone(),
+                hostname: h.hostname.clone(),
             })
             .collect();
-        Ok(crate::assets::coverage(&assets, &agents))
+        crate::assets::coverage(assets, &agents)
     }
 
     /// Where a campaign stands: its policy's banned products' episodes on
@@ -390,11 +396,22 @@ impl OperatorService {
         };
         let episodes = self.0.store.episodes(&banned).await?;
         let stale_before = self.stale_before();
-        let hosts: Vec<crate::campaign::HostInfo> = self
-            .0
-            .store
-            .host_list()
-            .await?
+        let list = self.0.store.host_list().await?;
+        let assets = self.0.store.assets().await?;
+        let unseen: Vec<crate::campaign::UnknownAsset> = if assets.is_empty() {
+            Vec::new()
+        } else {
+            self.coverage_of(&assets, &list)
+                .assets_without_agent
+                .into_iter()
+                .map(|a| crate::campaign::UnknownAsset {
+                    hostname: a.hostname,
+                    owner: a.owner,
+                    business_unit: a.business_unit,
+                })
+                .collect()
+        };
+        let hosts: Vec<crate::campaign::HostInfo> = list
             .into_iter()
             .map(|h| crate::campaign::HostInfo {
                 os: format!("{} {}", h.os_name, h.os_version).trim().to_string(),
@@ -403,17 +420,6 @@ impl OperatorService {
                 imported: h.imported != 0,
                 id: h.id,
                 hostname: h.hostname,
-            })
-            .collect();
-        let unseen: Vec<crate::campaign::UnknownAsset> = self
-            .coverage()
-            .await?
-            .assets_without_agent
-            .into_iter()
-            .map(|a| crate::campaign::UnknownAsset {
-                hostname: a.hostname,
-                owner: a.owner,
-                business_unit: a.business_unit,
             })
             .collect();
         Ok(crate::campaign::status(
@@ -880,32 +886,55 @@ pub async fn reevaluate_all(state: Arc<State>) {
     };
     tracing::info!(catalog = %catalog.version, hosts = pending, "re-evaluating stored inventories with this catalog");
     let started = std::time::Instant::now();
-    let (mut hosts, mut events) = (0u64, 0u64);
-    loop {
-        let batch = state
-            .store
-            .reevaluate(&catalog.digest, REEVALUATE_BATCH, |inv| {
-                evaluate(inv, catalog)
-            })
-            .await;
-        match batch {
-            Ok((0, _)) => break,
-            Ok((h, e)) => {
-                hosts += h as u64;
-                events += e as u64;
-                tracing::info!(
-                    done = hosts,
-                    of = pending,
-                    changes = events,
-                    "re-evaluating stored inventories"
-                );
+    // PostgreSQL: two workers (locked hosts are skipped, so they share the
+    // work); SQLite has one writer at a time anyway.
+    let workers = if state.store.backend() == "postgres" {
+        2
+    } else {
+        1
+    };
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (state, done, changes) = (state.clone(), done.clone(), changes.clone());
+        tasks.push(tokio::spawn(async move {
+            let catalog = &state.catalog;
+            let mut after = String::new();
+            loop {
+                let batch = state
+                    .store
+                    .reevaluate(&catalog.digest, &after, REEVALUATE_BATCH, |inv| {
+                        evaluate(inv, catalog)
+                    })
+                    .await;
+                match batch {
+                    Ok(b) if b.hosts == 0 => return true,
+                    Ok(b) => {
+                        after = b.last;
+                        let d = done.fetch_add(b.hosts as u64, Ordering::Relaxed) + b.hosts as u64;
+                        let e = changes.fetch_add(b.events as u64, Ordering::Relaxed) + b.events as u64;
+                        tracing::info!(done = d, of = pending, changes = e, "re-evaluating stored inventories");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-evaluation stopped; it resumes at the next start");
+                        return false;
+                    }
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, done = hosts, "re-evaluation stopped; it resumes at the next start");
-                return;
-            }
-        }
+        }));
     }
+    let mut ok = true;
+    for t in tasks {
+        ok &= t.await.unwrap_or(false);
+    }
+    if !ok {
+        return;
+    }
+    let (hosts, events) = (
+        done.load(Ordering::Relaxed),
+        changes.load(Ordering::Relaxed),
+    );
     tracing::info!(
         hosts,
         changes = events,

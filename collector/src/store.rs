@@ -113,6 +113,17 @@ pub struct HostFilter {
     pub stale_before: Option<i64>,
 }
 
+/// What one re-evaluation batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reevaluated {
+    /// Hosts evaluated.
+    pub hosts: usize,
+    /// Events written (changes of detections).
+    pub events: usize,
+    /// The last host id of the batch: where the next one starts.
+    pub last: String,
+}
+
 /// The fleet's counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetCounts {
@@ -1391,33 +1402,37 @@ impl Store {
     /// event. The batch's inventories and detections are read with one
     /// query each, and only hosts whose detections change are written. On
     /// PostgreSQL the hosts are locked and locked ones skipped, so
-    /// collectors sharing the database split the work instead of doing it
-    /// twice. Returns (hosts evaluated, events written); 0 hosts when none
-    /// is left.
+    /// collectors (or workers) sharing the database split the work instead
+    /// of doing it twice. Hosts are taken in id order after `after` (`""`
+    /// to start); none left: 0 hosts.
     pub async fn reevaluate<F>(
         &self,
         catalog_digest: &str,
+        after: &str,
         limit: u32,
         evaluate: F,
-    ) -> Result<(usize, usize), StoreError>
+    ) -> Result<Reevaluated, StoreError>
     where
         F: Fn(&Inventory) -> Vec<Detection>,
     {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
+            // From `after` on (host ids in order), so each batch reads only
+            // its own rows rather than skipping every host done before.
             let hosts: Vec<(String, String)> = sqlx::query_as(self.locked(
-                "SELECT id, platform FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL \
-                 ORDER BY id LIMIT $2",
-                "SELECT id, platform FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL \
-                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                "SELECT id, platform FROM hosts WHERE id > $3 AND evaluated_with <> $1 \
+                 AND last_checkin IS NOT NULL ORDER BY id LIMIT $2",
+                "SELECT id, platform FROM hosts WHERE id > $3 AND evaluated_with <> $1 \
+                 AND last_checkin IS NOT NULL ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
             ))
             .bind(catalog_digest)
             .bind(i64::from(limit))
+            .bind(after)
             .fetch_all(&mut *tx)
             .await?;
-            if hosts.is_empty() {
-                return Ok((0, 0));
-            }
+            let Some(last) = hosts.last().map(|(id, _)| id.clone()) else {
+                return Ok(Reevaluated::default());
+            };
             let in_batch = |sql: &str| {
                 let mut q = sqlx::QueryBuilder::new(sql);
                 let mut list = q.separated(", ");
@@ -1466,7 +1481,10 @@ impl Store {
                     .or_default()
                     .insert(product.clone(), (state, removed_at.is_some()));
                 let d = parse::<Detection>(&detection)?;
-                stored.entry(host).or_default().insert(product, (detection, d));
+                stored
+                    .entry(host)
+                    .or_default()
+                    .insert(product, (detection, d));
             }
             let t = now();
             let mut events_written = 0;
@@ -1484,7 +1502,9 @@ impl Store {
                 // Unchanged: every found detection stored as it is, present.
                 let same = events.is_empty()
                     && found.iter().all(|d| {
-                        stored.get(&d.product_id).is_some_and(|(text, _)| *text == json(d))
+                        stored
+                            .get(&d.product_id)
+                            .is_some_and(|(text, _)| *text == json(d))
                     });
                 if !same {
                     write_detections!(tx, id.as_str(), t, &found, &events);
@@ -1500,7 +1520,11 @@ impl Store {
             q.push(")");
             q.build().execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok((hosts.len(), events_written))
+            Ok(Reevaluated {
+                hosts: hosts.len(),
+                events: events_written,
+                last,
+            })
         })
     }
 

@@ -380,14 +380,10 @@ async fn a_new_catalog_re_evaluates_stored_inventories() {
             found.push(d);
             found
         };
-        assert_eq!(
-            store.reevaluate("catalog-2", 10, acme).await.unwrap(),
-            (1, 1)
-        );
-        assert_eq!(
-            store.reevaluate("catalog-2", 10, acme).await.unwrap(),
-            (0, 0)
-        );
+        let b = store.reevaluate("catalog-2", "", 10, acme).await.unwrap();
+        assert_eq!((b.hosts, b.events, b.last.as_str()), (1, 1, host.as_str()));
+        let b = store.reevaluate("catalog-2", "", 10, acme).await.unwrap();
+        assert_eq!((b.hosts, b.events), (0, 0));
         assert_eq!(store.pending_evaluation("catalog-2").await.unwrap(), 0);
         let timeline = store.timeline(&host, 10).await.unwrap();
         let last = timeline.last().unwrap();
