@@ -9,6 +9,9 @@ use std::path::Path;
 /// Windows paths (`C:\\Program Files\\...`, any drive letter) are looked up
 /// on the volume without regard to case; others as they are.
 pub fn read(root: &Path, catalog: &Catalog, platform: Platform) -> Vec<Item> {
+    // Many catalog paths share their first folders (`/opt`, `/Library/...`):
+    // each is looked at once.
+    let resolver = super::fsroot::Resolver::new(root);
     catalog
         .products
         .iter()
@@ -20,7 +23,7 @@ pub fn read(root: &Path, catalog: &Catalog, platform: Platform) -> Vec<Item> {
         })
         .filter(|ind| match platform {
             Platform::Windows => exists_on_volume(root, &ind.value),
-            Platform::Linux | Platform::Macos => exists(root, &ind.value),
+            Platform::Linux | Platform::Macos => exists(&resolver, &ind.value),
         })
         .map(|ind| {
             Item::new(
@@ -34,11 +37,9 @@ pub fn read(root: &Path, catalog: &Catalog, platform: Platform) -> Vec<Item> {
         .collect()
 }
 
-fn exists(root: &Path, value: &str) -> bool {
+fn exists(resolver: &super::fsroot::Resolver, value: &str) -> bool {
     let rel = value.trim_start_matches('/');
-    !rel.is_empty()
-        && !rel.split('/').any(|c| c == "..")
-        && super::fsroot::resolve(root, rel).is_some()
+    !rel.is_empty() && !rel.split('/').any(|c| c == "..") && resolver.resolve(rel).is_some()
 }
 
 fn exists_on_volume(root: &Path, value: &str) -> bool {

@@ -67,13 +67,13 @@ fn enabled_names(root: &Path) -> Result<BTreeSet<String>, SourceError> {
     Ok(names)
 }
 
+/// Whether a unit file has an `[Install]` section (read up to 1 MiB).
 fn has_install_section(path: &Path) -> bool {
-    match std::fs::metadata(path) {
-        Ok(m) if m.len() <= 1 << 20 => std::fs::read_to_string(path)
-            .map(|t| t.lines().any(|l| l.trim() == "[Install]"))
-            .unwrap_or(false),
-        _ => false,
-    }
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 20).read_to_string(&mut text))
+        .is_ok_and(|_| text.lines().any(|l| l.trim() == "[Install]"))
 }
 
 /// Reads unit files and init scripts under `root`.
