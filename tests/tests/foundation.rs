@@ -271,6 +271,13 @@ fn every_command_has_help_with_an_example() {
         ("muster", vec!["hosts"]),
         ("muster", vec!["host"]),
         ("muster", vec!["summary"]),
+        ("muster", vec!["import"]),
+        ("muster", vec!["assets", "import"]),
+        ("muster", vec!["coverage"]),
+        ("muster", vec!["campaign", "start"]),
+        ("muster", vec!["campaign", "status"]),
+        ("muster", vec!["campaign", "report"]),
+        ("muster-agent", vec!["collect"]),
     ] {
         let out = ok(cmd(bin).args(&args).arg("--help"));
         assert!(

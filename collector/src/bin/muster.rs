@@ -49,7 +49,7 @@ enum Format {
 enum Cmd {
     /// List hosts with their OS, last check-in and detections; filters combine
     #[command(
-        after_help = "Examples:\n  muster hosts --format csv > hosts.csv\n  muster hosts --vendor kaspersky --state remnant\n  muster hosts --violates bod-17-01 --os windows --format json\n  muster hosts --stale --name web"
+        after_help = "Example:\n  muster hosts --format csv > hosts.csv\n  muster hosts --vendor kaspersky --state remnant\n  muster hosts --violates bod-17-01 --os windows --format json\n  muster hosts --stale --name web"
     )]
     Hosts {
         /// table for people; json or csv for machines
