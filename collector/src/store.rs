@@ -955,36 +955,6 @@ impl Store {
         })
     }
 
-    /// Every host with its detections (those found now), by hostname.
-    pub async fn list_hosts(&self) -> Result<Vec<HostRow>, StoreError> {
-        on_pool!(self, |pool| {
-            let rows: Vec<HostRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {HOST_COLUMNS} FROM hosts ORDER BY hostname, id"
-            )))
-            .fetch_all(pool)
-            .await?;
-            let mut hosts = Vec::with_capacity(rows.len());
-            let mut index = HashMap::new();
-            for row in rows {
-                let h = row.into_row()?;
-                index.insert(h.id.clone(), hosts.len());
-                hosts.push(h);
-            }
-            let dets: Vec<DetectionRecord> = sqlx::query_as(
-                "SELECT host_id, detection, first_seen, last_seen, removed_at FROM detections \
-                 WHERE removed_at IS NULL ORDER BY product_id",
-            )
-            .fetch_all(pool)
-            .await?;
-            for d in dets {
-                if let Some(&i) = index.get(&d.host_id) {
-                    hosts[i].detections.push(d.into_row()?);
-                }
-            }
-            Ok(hosts)
-        })
-    }
-
     /// One host, its sections and its agent's own detections. Its
     /// detections include those no longer found (with `removed_at`).
     pub async fn host(

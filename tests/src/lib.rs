@@ -317,6 +317,23 @@ impl Drop for Collector {
     }
 }
 
+/// A file of the shared real-data fixtures (`../shared/fixtures` beside the
+/// checkout); `None`, saying so, in a clone that has none.
+pub fn fixture(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (a clone without ../shared)",
+            p.display()
+        );
+        None
+    }
+}
+
 /// Copies a folder recursively (files and folders only), keeping modes.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");

@@ -338,15 +338,10 @@ fn the_collector_uses_the_operators_catalog_folder() {
 /// only real security products may be detected, and these are the ones.
 #[test]
 fn every_debian_package_name_yields_only_real_security_products() {
-    let names = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/package-names/debian-bookworm.txt");
-    let Ok(text) = std::fs::read_to_string(&names) else {
-        eprintln!(
-            "skipped: {} is absent (a clone without ../shared)",
-            names.display()
-        );
+    let Some(names) = fixture("package-names/debian-bookworm.txt") else {
         return;
     };
+    let text = std::fs::read_to_string(&names).unwrap();
     let dir = TempDir::new("debian");
     let root = dir.join("root");
     let pkgs: Vec<(&str, &str, &str)> = text
@@ -395,15 +390,9 @@ fn every_debian_package_name_yields_only_real_security_products() {
 /// with their services as evidence, and the image's own computer name.
 #[test]
 fn a_windows_7_image_yields_mcafee_and_defender() {
-    let hive = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/windows-registry/regipy_SYSTEM");
-    if !hive.exists() {
-        eprintln!(
-            "skipped: {} is absent (a clone without ../shared)",
-            hive.display()
-        );
+    let Some(hive) = fixture("windows-registry/regipy_SYSTEM") else {
         return;
-    }
+    };
     let dir = TempDir::new("win7");
     // Folder names on a Windows volume come in any case.
     let config = dir.join("win7/WINDOWS/system32/config");

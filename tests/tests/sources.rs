@@ -2,22 +2,7 @@
 //! and `scan --snapshot` on images built around real fixtures.
 
 use muster_tests::*;
-use std::path::{Path, PathBuf};
-
-fn fixture(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures")
-        .join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (a clone without ../shared)",
-            p.display()
-        );
-        None
-    }
-}
+use std::path::Path;
 
 fn collect(root: &Path, out: &Path) -> serde_json::Value {
     ok(cmd("muster-agent")
