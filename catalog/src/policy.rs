@@ -151,6 +151,29 @@ impl Policy {
             .any(|s| s.matches(&p.vendor, &p.id, p.category.as_str()))
     }
 
+    /// What the policy says of a product on a platform: `banned`,
+    /// `required`, or nothing when no rule names it (a ban wins).
+    pub fn rule_for(
+        &self,
+        vendor: &str,
+        product_id: &str,
+        category: &str,
+        platform: Option<Platform>,
+    ) -> Option<&'static str> {
+        let hit = |rules: &[Selector]| {
+            rules
+                .iter()
+                .any(|s| s.applies_to(platform) && s.matches(vendor, product_id, category))
+        };
+        if hit(&self.ban) {
+            Some("banned")
+        } else if hit(&self.require) {
+            Some("required")
+        } else {
+            None
+        }
+    }
+
     /// Applies the policy to a host's detections.
     pub fn verdict(&self, detections: &[Detection], platform: Option<Platform>) -> Verdict {
         let mut violations = Vec::new();

@@ -110,6 +110,56 @@ pub struct Config {
     /// Campaigns started when the collector starts (those that exist
     /// already are left as they are).
     pub campaign: Vec<CampaignConfig>,
+    /// SIEM exporters.
+    pub export: Vec<ExportConfig>,
+    /// How long an event waits in the outbox for an exporter that cannot
+    /// deliver it; older ones are dropped, counted and logged.
+    pub siem_retention: String,
+    /// Address of the Prometheus metrics endpoint (plain HTTP, `GET
+    /// /metrics`); unset: none.
+    pub metrics_listen: Option<String>,
+}
+
+/// An `[[export]]` of the config file: one SIEM exporter. See
+/// `docs/siem.md`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Unique name; names the exporter's cursor.
+    pub name: String,
+    /// `syslog`, `http` or `file`.
+    pub kind: String,
+    /// `tcp://`, `tls://` or `udp://HOST:PORT` (syslog), an `http(s)://`
+    /// URL, or a file path.
+    pub address: String,
+    /// `cef`, `leef`, `ecs` or `ocsf` (default: `cef` for syslog, `ecs`
+    /// otherwise).
+    pub format: Option<String>,
+    /// CA file trusted for `tls://` and `https://` (default: the system's).
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for receivers that ask for one.
+    pub client_cert: Option<PathBuf>,
+    /// Its key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Name the server certificate must carry (default: the address's host).
+    pub server_name: Option<String>,
+    /// Syslog facility by name (`audit`, `local0`...) or number; default
+    /// `audit` (13).
+    pub facility: Option<String>,
+    /// Syslog APP-NAME; default `muster`.
+    pub app_name: Option<String>,
+    /// HTTP: `hec` (Splunk HTTP Event Collector) or `ndjson` (default).
+    pub api: Option<String>,
+    /// HTTP: the HEC token, or a bearer token for the webhook.
+    pub token: Option<String>,
+    /// HTTP: a file holding the token (instead of `token`).
+    pub token_file: Option<PathBuf>,
+    /// Most events per send (default 100).
+    pub batch: Option<usize>,
+    /// File: rotate past this size in bytes (default 100 MiB).
+    pub max_bytes: Option<u64>,
+    /// File: rotated files kept (default 5).
+    pub keep: Option<u32>,
 }
 
 /// A `[[campaign]]` of the config file: what `muster campaign start` takes.
@@ -145,6 +195,9 @@ impl Default for Config {
             catalog_dir: None,
             database: None,
             campaign: Vec::new(),
+            export: Vec::new(),
+            siem_retention: "7d".into(),
+            metrics_listen: None,
         }
     }
 }
@@ -187,6 +240,25 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 # policy = "acme-ban"
 # identify_by = "2026-12-15"
 # remove_by = "2027-01-31"
+
+# SIEM exporters, any number; each has its own cursor in the database and
+# gets every event at least once. kind: syslog (address tcp://, tls:// or
+# udp://HOST:PORT; format cef, leef, ecs or ocsf), http (address an http://
+# or https:// URL; api "hec" with a token, or "ndjson"), or file (a path;
+# JSON lines rotated at max_bytes). See docs/siem.md for every key.
+# [[export]]
+# name = "soc"
+# kind = "syslog"
+# address = "tls://siem.example.org:6514"
+# format = "cef"
+# ca = "/etc/muster/siem-ca.pem"
+
+# How long events wait for an exporter that cannot deliver them; older
+# ones are dropped, counted and logged.
+# siem_retention = "7d"
+
+# Prometheus metrics over plain HTTP (GET /metrics); off unless set.
+# metrics_listen = "127.0.0.1:9464"
 
 # Log format: "human" or "json".
 # log_format = "human"
@@ -267,6 +339,28 @@ impl Config {
         {
             p.push(format!("catalog_dir {}: {e}", d.display()));
         }
+        let mut names = std::collections::HashSet::new();
+        for e in &self.export {
+            if !names.insert(e.name.as_str()) {
+                p.push(format!("export {:?} is defined twice", e.name));
+            }
+            if let Err(e) = crate::siem::export::Spec::from_config(e) {
+                p.push(e);
+            }
+        }
+        match parse_duration(&self.siem_retention) {
+            Ok(d) if d.as_secs() < 3600 => p.push(format!(
+                "siem_retention = {:?} is shorter than 1h",
+                self.siem_retention
+            )),
+            Ok(_) => {}
+            Err(e) => p.push(format!("siem_retention: {e}")),
+        }
+        if let Some(a) = &self.metrics_listen
+            && a.parse::<std::net::SocketAddr>().is_err()
+        {
+            p.push(format!("metrics_listen = {a:?} is not an ADDRESS:PORT"));
+        }
         if !matches!(self.log_format.as_str(), "human" | "json") {
             p.push(format!(
                 "log_format = {:?}: use \"human\" or \"json\"",
@@ -282,6 +376,19 @@ impl Config {
             Some(d) => Ok(muster_catalog::Catalog::with_dir(d)?),
             None => Ok(muster_catalog::Catalog::builtin()),
         }
+    }
+
+    /// The exporters (validated by [`Config::load`]).
+    pub fn exporters(&self) -> Result<Vec<crate::siem::export::Spec>, String> {
+        self.export
+            .iter()
+            .map(crate::siem::export::Spec::from_config)
+            .collect()
+    }
+
+    /// How long events wait for an exporter (validated by [`Config::load`]).
+    pub fn siem_retention(&self) -> Duration {
+        parse_duration(&self.siem_retention).unwrap_or(Duration::from_secs(7 * 86400))
     }
 
     /// The check-in interval (validated by [`Config::load`]).

@@ -5,9 +5,11 @@
 pub mod assets;
 pub mod campaign;
 pub mod config;
+pub mod metrics;
 pub mod pki;
 pub mod server;
 pub mod service;
+pub mod siem;
 pub mod store;
 
 use anyhow::{Context, Result};

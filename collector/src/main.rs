@@ -322,15 +322,56 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         database = %config.database(&dir),
         "collector serving"
     );
+    let exporters = config
+        .exporters()
+        .map_err(|e| anyhow::anyhow!("invalid exporter: {e}"))?;
+    let metrics_listener = match &config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(State {
         store: store.clone(),
         catalog,
         authority,
         config,
+        exporters,
+        observer: muster_collector::siem::observer(),
+        metrics: Default::default(),
     });
     muster_collector::service::start_configured_campaigns(&state).await?;
     tokio::spawn(muster_collector::service::reevaluate_all(state.clone()));
-    let result = serve(listener, tls, state, shutdown_signal()).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut background = muster_collector::siem::export::start(state.clone(), stopping.clone());
+    background.push(tokio::spawn(muster_collector::siem::sweep::run(
+        state.clone(),
+        stopping.clone(),
+    )));
+    if let Some(l) = metrics_listener {
+        tracing::info!(listen = %l.local_addr()?, "metrics served at /metrics");
+        let mut stopping = stopping.clone();
+        let state = state.clone();
+        background.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = muster_collector::metrics::serve(l, state, stopped).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        }));
+    }
+    let result = serve(listener, tls, state, async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    })
+    .await;
+    // Exporters confirm what they sent and release their leases.
+    for task in background {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     store.close().await;
     tracing::info!("collector stopped; database closed");
     result

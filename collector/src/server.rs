@@ -31,9 +31,35 @@ pub struct State {
     pub authority: Authority,
     /// The config.
     pub config: Config,
+    /// The SIEM exporters of the config.
+    pub exporters: Vec<crate::siem::export::Spec>,
+    /// This collector's hostname, for the events' observer.
+    pub observer: String,
+    /// Counters for the metrics endpoint.
+    pub metrics: crate::metrics::Metrics,
 }
 
-fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+impl State {
+    /// Hosts whose last report (or enrollment) is older than this are
+    /// stale.
+    pub fn stale_before(&self) -> i64 {
+        let cfg = &self.config;
+        crate::store::now() - cfg.interval().as_secs() as i64 * i64::from(cfg.stale_after_intervals)
+    }
+
+    /// Every product some policy of the catalog bans.
+    pub fn banned_products(&self) -> Vec<String> {
+        let catalog = &self.catalog;
+        catalog
+            .products
+            .iter()
+            .filter(|p| !catalog.banned_by(p).is_empty())
+            .map(|p| p.id.clone())
+            .collect()
+    }
+}
+
+pub(crate) fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<Result<_, _>>()
@@ -42,7 +68,7 @@ fn read_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-fn read_pem_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>> {
+pub(crate) fn read_pem_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     rustls_pemfile::private_key(&mut data.as_slice())
         .with_context(|| format!("{} is not a PEM key file", path.display()))?

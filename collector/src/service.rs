@@ -151,6 +151,7 @@ impl v1::agent_server::Agent for AgentService {
         let who = peer(&req)?;
         let st = &self.0;
         let c = parse_checkin(req.into_inner(), st.config.max_section_items).inspect_err(|e| {
+            st.metrics.refused("invalid");
             tracing::warn!(host = %who.id, error = %e.message(), "check-in refused");
         })?;
         let catalog = &st.catalog;
@@ -162,7 +163,10 @@ impl v1::agent_server::Agent for AgentService {
                 collector_found.clone()
             })
             .await
-            .map_err(internal)?;
+            .map_err(|e| {
+                st.metrics.refused("store_error");
+                internal(e)
+            })?;
         let mut resp = v1::CheckInResponse {
             acknowledged_sequence: 0,
             missing_sections: Vec::new(),
@@ -171,6 +175,7 @@ impl v1::agent_server::Agent for AgentService {
         };
         match outcome {
             CheckInOutcome::Accepted { detections } => {
+                st.metrics.checkin("accepted");
                 resp.acknowledged_sequence = c.sequence;
                 tracing::info!(
                     host = %who.id,
@@ -195,17 +200,30 @@ impl v1::agent_server::Agent for AgentService {
                 }
             }
             CheckInOutcome::Duplicate => {
+                st.metrics.checkin("duplicate");
                 resp.acknowledged_sequence = c.sequence;
                 tracing::info!(host = %who.id, sequence = c.sequence, "check-in already stored");
             }
             CheckInOutcome::Missing(m) => {
+                st.metrics.checkin("missing_sections");
                 tracing::info!(host = %who.id, missing = ?m, "check-in lacks a base; full sections requested");
                 resp.missing_sections = m;
             }
             CheckInOutcome::UnknownHost => {
+                st.metrics.refused("unknown_host");
                 return Err(Status::permission_denied(format!(
                     "host {} is not enrolled with this collector",
                     who.id
+                )));
+            }
+            CheckInOutcome::Revoked { at } => {
+                st.metrics.refused("revoked");
+                tracing::warn!(host = %who.id, "check-in refused: the host is revoked");
+                return Err(Status::permission_denied(format!(
+                    "host {} was revoked by an operator at {}; its reports are refused \
+                     (enroll it again with a new token to bring it back)",
+                    who.id,
+                    crate::rfc3339(at)
                 )));
             }
         }
@@ -432,8 +450,7 @@ impl OperatorService {
     }
 
     fn stale_before(&self) -> i64 {
-        let cfg = &self.0.config;
-        now() - cfg.interval().as_secs() as i64 * i64::from(cfg.stale_after_intervals)
+        self.0.stale_before()
     }
 
     fn summary_of(&self, h: &HostRow) -> v1::HostSummary {
@@ -717,6 +734,84 @@ impl v1::operator_server::Operator for OperatorService {
         }))
     }
 
+    async fn get_siem_status(
+        &self,
+        req: Request<v1::SiemStatusRequest>,
+    ) -> Result<Response<v1::JsonDocument>, Status> {
+        let who = peer(&req)?;
+        let st = &self.0;
+        let stored = st.store.exporters().await.map_err(internal)?;
+        let now = now();
+        let mut exporters = Vec::new();
+        // Configured exporters first (with their target), then any the
+        // database still has from an earlier config.
+        for spec in &st.exporters {
+            let s = stored.iter().find(|s| s.name == spec.name);
+            exporters.push(siem_status_entry(&spec.name, Some(spec), s, now));
+        }
+        for s in stored
+            .iter()
+            .filter(|s| !st.exporters.iter().any(|e| e.name == s.name))
+        {
+            exporters.push(siem_status_entry(&s.name, None, Some(s), now));
+        }
+        tracing::info!(operator = %who.id, "SIEM status read");
+        let doc = serde_json::json!({
+            "retention": st.config.siem_retention,
+            "exporters": exporters,
+        });
+        Ok(Response::new(v1::JsonDocument {
+            json: doc.to_string(),
+            catalog_version: st.catalog.version.clone(),
+        }))
+    }
+
+    async fn test_exporter(
+        &self,
+        req: Request<v1::TestExporterRequest>,
+    ) -> Result<Response<v1::TestExporterResponse>, Status> {
+        let who = peer(&req)?;
+        let name = req.into_inner().name;
+        let st = &self.0;
+        let Some(spec) = st.exporters.iter().find(|e| e.name == name) else {
+            let known: Vec<&str> = st.exporters.iter().map(|e| e.name.as_str()).collect();
+            return Err(Status::not_found(format!(
+                "no exporter named {name:?} in this collector's config (configured: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let event = crate::siem::test_event(&name, &st.observer, now());
+        crate::siem::export::send_test(spec, &event)
+            .await
+            .map_err(|e| Status::unavailable(format!("exporter {name:?}: {e}")))?;
+        tracing::info!(operator = %who.id, exporter = %name, event = %event.id, "test event sent");
+        Ok(Response::new(v1::TestExporterResponse {
+            event_id: event.id,
+        }))
+    }
+
+    async fn revoke_host(
+        &self,
+        req: Request<v1::RevokeHostRequest>,
+    ) -> Result<Response<v1::RevokeHostResponse>, Status> {
+        let who = peer(&req)?;
+        let id = req.into_inner().host_id;
+        let st = &self.0;
+        let Some((host, _, _)) = st.store.host(&id).await.map_err(internal)? else {
+            return Err(Status::not_found(format!("no host with id {id:?}")));
+        };
+        st.store.revoke_host(&id).await.map_err(internal)?;
+        tracing::warn!(operator = %who.id, host = %id, hostname = %host.facts.hostname, "host revoked");
+        Ok(Response::new(v1::RevokeHostResponse {
+            host_id: id,
+            hostname: host.facts.hostname,
+        }))
+    }
+
     async fn start_campaign(
         &self,
         req: Request<v1::StartCampaignRequest>,
@@ -776,12 +871,7 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Result<Response<v1::FleetSummary>, Status> {
         let who = peer(&req)?;
         let catalog = &self.0.catalog;
-        let banned: Vec<String> = catalog
-            .products
-            .iter()
-            .filter(|p| !catalog.banned_by(p).is_empty())
-            .map(|p| p.id.clone())
-            .collect();
+        let banned = self.0.banned_products();
         let store = &self.0.store;
         let counts = store
             .fleet_counts(self.stale_before(), &banned)
@@ -912,6 +1002,7 @@ pub async fn reevaluate_all(state: Arc<State>) {
                     Ok(b) if b.hosts == 0 => return true,
                     Ok(b) => {
                         after = b.last;
+                        state.metrics.reevaluated(b.hosts as u64);
                         let d = done.fetch_add(b.hosts as u64, Ordering::Relaxed) + b.hosts as u64;
                         let e = changes.fetch_add(b.events as u64, Ordering::Relaxed) + b.events as u64;
                         tracing::info!(done = d, of = pending, changes = e, "re-evaluating stored inventories");
@@ -941,4 +1032,47 @@ pub async fn reevaluate_all(state: Arc<State>) {
         seconds = started.elapsed().as_secs_f64(),
         "re-evaluation finished"
     );
+}
+
+/// One exporter of `muster siem status`'s JSON.
+fn siem_status_entry(
+    name: &str,
+    spec: Option<&crate::siem::export::Spec>,
+    s: Option<&crate::store::ExporterStatus>,
+    now: i64,
+) -> serde_json::Value {
+    use crate::siem::export::Target;
+    let (kind, address) = match spec.map(|s| &s.target) {
+        Some(Target::Syslog {
+            transport,
+            host,
+            port,
+        }) => ("syslog", format!("{transport}://{host}:{port}")),
+        Some(Target::Http { url, .. }) => ("http", url.clone()),
+        Some(Target::File { path, .. }) => ("file", path.display().to_string()),
+        None => ("", String::new()),
+    };
+    let state = match (spec, s) {
+        (None, _) => "not configured",
+        (Some(_), None) => "not started",
+        (Some(_), Some(s)) if !s.last_error.is_empty() => "failing",
+        (Some(_), Some(s)) if s.lag > 0 => "behind",
+        _ => "ok",
+    };
+    serde_json::json!({
+        "name": name,
+        "kind": kind,
+        "address": address,
+        "format": spec.map(|s| s.format.as_str()).unwrap_or(""),
+        "state": state,
+        "lag_events": s.map(|s| s.lag).unwrap_or(0),
+        "lag_seconds": s.and_then(|s| s.oldest_waiting_at).map(|t| (now - t).max(0)).unwrap_or(0),
+        "delivered": s.map(|s| s.sent).unwrap_or(0),
+        "dropped": s.map(|s| s.dropped).unwrap_or(0),
+        "last_sent_at": s.and_then(|s| s.last_sent_at).map(rfc3339),
+        "last_error": s.map(|s| s.last_error.as_str()).filter(|e| !e.is_empty()),
+        "last_error_at": s.filter(|s| !s.last_error.is_empty()).and_then(|s| s.last_error_at).map(rfc3339),
+        "owner": s.map(|s| s.owner.as_str()).filter(|o| !o.is_empty()),
+        "cursor": s.map(|s| s.cursor.seq).unwrap_or(0),
+    })
 }

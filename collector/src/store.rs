@@ -12,6 +12,8 @@ use sqlx::sqlite::{
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+pub use outbox::{Cursor, ExporterStatus, OutboxEvent};
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,6 +97,11 @@ pub enum CheckInOutcome {
     Missing(Vec<String>),
     /// The host is unknown (never enrolled, or removed).
     UnknownHost,
+    /// The host was revoked (`muster hosts revoke`): nothing was stored.
+    Revoked {
+        /// When, Unix seconds.
+        at: i64,
+    },
 }
 
 /// Which hosts to list. Empty fields do not filter.
@@ -238,10 +245,12 @@ pub struct Event {
     pub version: String,
     /// The detection with its evidence, for detection events.
     pub detection: Option<Detection>,
+    /// The campaign, for `campaign_missed`.
+    pub campaign: String,
 }
 
 impl Event {
-    fn new(host_id: &str, at: i64, kind: &str) -> Event {
+    pub(crate) fn new(host_id: &str, at: i64, kind: &str) -> Event {
         Event {
             id: uuid::Uuid::new_v4().to_string(),
             host_id: host_id.to_string(),
@@ -252,10 +261,11 @@ impl Event {
             previous_state: String::new(),
             version: String::new(),
             detection: None,
+            campaign: String::new(),
         }
     }
 
-    fn about(host_id: &str, at: i64, kind: &str, d: &Detection) -> Event {
+    pub(crate) fn about(host_id: &str, at: i64, kind: &str, d: &Detection) -> Event {
         Event {
             product_id: d.product_id.clone(),
             state: d.state.as_str().to_string(),
@@ -272,8 +282,8 @@ macro_rules! insert_events {
     ($tx:expr, $events:expr) => {
         for e in $events {
             sqlx::query(
-                "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection, recorded_at, campaign) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&e.id)
             .bind(&e.host_id)
@@ -284,6 +294,8 @@ macro_rules! insert_events {
             .bind(&e.previous_state)
             .bind(&e.version)
             .bind(e.detection.as_ref().map(json).unwrap_or_default())
+            .bind(now())
+            .bind(&e.campaign)
             .execute(&mut *$tx)
             .await
             .map_err(StoreError::from)?;
@@ -603,7 +615,7 @@ impl DetectionRecord {
 
 /// An `events` row.
 #[derive(sqlx::FromRow)]
-struct EventRecord {
+pub(crate) struct EventRecord {
     id: String,
     host_id: String,
     at: i64,
@@ -613,10 +625,11 @@ struct EventRecord {
     previous_state: String,
     version: String,
     detection: String,
+    campaign: String,
 }
 
 impl EventRecord {
-    fn into_event(self) -> Result<Event, StoreError> {
+    pub(crate) fn into_event(self) -> Result<Event, StoreError> {
         Ok(Event {
             detection: if self.detection.is_empty() {
                 None
@@ -631,6 +644,7 @@ impl EventRecord {
             state: self.state,
             previous_state: self.previous_state,
             version: self.version,
+            campaign: self.campaign,
         })
     }
 }
@@ -826,16 +840,19 @@ impl Store {
     {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
-            let last: Option<i64> = sqlx::query_scalar(self.locked(
-                "SELECT last_sequence FROM hosts WHERE id = $1",
-                "SELECT last_sequence FROM hosts WHERE id = $1 FOR UPDATE",
+            let last: Option<(i64, Option<i64>)> = sqlx::query_as(self.locked(
+                "SELECT last_sequence, revoked_at FROM hosts WHERE id = $1",
+                "SELECT last_sequence, revoked_at FROM hosts WHERE id = $1 FOR UPDATE",
             ))
             .bind(host_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(last) = last else {
+            let Some((last, revoked_at)) = last else {
                 return Ok(CheckInOutcome::UnknownHost);
             };
+            if let Some(at) = revoked_at {
+                return Ok(CheckInOutcome::Revoked { at });
+            }
             if c.sequence <= last as u64 {
                 return Ok(CheckInOutcome::Duplicate);
             }
@@ -907,7 +924,7 @@ impl Store {
             sqlx::query(
                 "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
                  ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
-                 agent_detections = $11, platform = $12 WHERE id = $13",
+                 agent_detections = $11, platform = $12, stale_since = NULL WHERE id = $13",
             )
             .bind(&f.hostname)
             .bind(&f.os_name)
@@ -1005,7 +1022,7 @@ impl Store {
     pub async fn timeline(&self, host_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
         on_pool!(self, |pool| {
             let rows: Vec<EventRecord> = sqlx::query_as(
-                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection \
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign \
                  FROM (SELECT * FROM events WHERE host_id = $1 ORDER BY seq DESC LIMIT $2) AS newest \
                  ORDER BY seq",
             )
@@ -1290,7 +1307,7 @@ impl Store {
         }
         on_pool!(self, |pool| {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection \
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign \
                  FROM events WHERE product_id IN (",
             );
             let mut list = q.separated(", ");
@@ -1567,3 +1584,6 @@ fn like_pattern(text: &str) -> String {
     out.push('%');
     out
 }
+
+// After the macros, which it uses.
+mod outbox;

@@ -7,6 +7,8 @@ mod campaign_cmd;
 mod catalog_cmd;
 #[path = "muster/fleet_cmd.rs"]
 mod fleet_cmd;
+#[path = "muster/siem_cmd.rs"]
+mod siem_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,12 +53,15 @@ enum Cmd {
     #[command(
         after_help = "Example:\n  muster hosts --format csv > hosts.csv\n  muster hosts --vendor kaspersky --state remnant\n  muster hosts --violates bod-17-01 --os windows --format json\n  muster hosts --stale --name web"
     )]
+    #[command(args_conflicts_with_subcommands = true)]
     Hosts {
         /// table for people; json or csv for machines
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         #[command(flatten)]
         filter: HostFilterArgs,
+        #[command(subcommand)]
+        action: Option<HostsCmd>,
     },
     /// Show one host: facts, inventory sections, detections with evidence
     #[command(
@@ -99,12 +104,27 @@ enum Cmd {
         #[command(subcommand)]
         cmd: campaign_cmd::CampaignCmd,
     },
+    /// The SIEM exporters: their state, and a test event
+    Siem {
+        #[command(subcommand)]
+        cmd: siem_cmd::SiemCmd,
+    },
     /// The fleet at a glance: hosts, reporting, stale, products, banned
     #[command(after_help = "Example:\n  muster summary --format json")]
     Summary {
         /// table or json
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostsCmd {
+    /// Revoke a host: its reports are refused from now on; its state and history stay
+    #[command(after_help = "Example:\n  muster hosts revoke 0b6c3f0e-8f1e-4c4e-9d0a-3f0c2b1a7e55")]
+    Revoke {
+        /// The host id (from `muster hosts`)
+        id: String,
     },
 }
 
@@ -305,7 +325,26 @@ async fn run(cli: Cli) -> Result<()> {
         } => fleet_cmd::import_assets(&mut c, &file, columns).await?,
         Cmd::Coverage { format } => fleet_cmd::coverage(&mut c, format).await?,
         Cmd::Campaign { cmd } => campaign_cmd::run(&mut c, cmd).await?,
-        Cmd::Hosts { format, filter } => {
+        Cmd::Siem { cmd } => siem_cmd::run(&mut c, cmd).await?,
+        Cmd::Hosts {
+            action: Some(HostsCmd::Revoke { id }),
+            ..
+        } => {
+            let r = c
+                .revoke_host(v1::RevokeHostRequest { host_id: id })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!(
+                "host {} ({}) revoked: its reports are refused from now on",
+                r.host_id, r.hostname
+            );
+        }
+        Cmd::Hosts {
+            format,
+            filter,
+            action: None,
+        } => {
             let mut stream = c
                 .list_hosts(filter.request())
                 .await

@@ -1,0 +1,224 @@
+//! SIEM export: the events of the outbox, made whole (host, product,
+//! campaign verdict, evidence), rendered as CEF, LEEF, ECS or OCSF, and
+//! delivered at-least-once by the exporters of the config file.
+//!
+//! - [`event`]: what an exporter sends, and [`build`] to make it from a
+//!   stored event.
+//! - [`format`]: the payload formats and the RFC 5424 syslog envelope.
+//! - [`export`]: the exporters' configuration, their transports, and the
+//!   delivery loop with its cursor, lease, backoff and retention.
+//! - [`sweep`]: the periodic checks that add events of their own (hosts
+//!   gone stale, campaign deadlines missed).
+
+pub mod event;
+pub mod export;
+pub mod format;
+pub mod sweep;
+
+pub use event::{EvidenceRef, HostRef, ProductRef, SiemEvent, Verdict};
+
+use crate::campaign::Campaign;
+use crate::store::OutboxEvent;
+use muster_catalog::{Catalog, Platform};
+
+/// What [`build`] needs besides the event.
+pub struct Context<'a> {
+    /// The collector's catalog (products, policies).
+    pub catalog: &'a Catalog,
+    /// The campaigns, oldest first: the first whose policy names a
+    /// product gives its verdict.
+    pub campaigns: &'a [Campaign],
+    /// This collector's hostname.
+    pub observer: &'a str,
+    /// Now, Unix seconds (for a campaign's `overdue`).
+    pub now: i64,
+}
+
+/// The hostname of this machine, for the events' `observer`.
+pub fn observer() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "muster-collector".to_string())
+}
+
+/// The whole event for the SIEM.
+pub fn build(o: &OutboxEvent, cx: &Context) -> SiemEvent {
+    let e = &o.event;
+    let h = &o.host;
+    let host = HostRef {
+        id: e.host_id.clone(),
+        hostname: h.hostname.clone(),
+        ips: h.ips.clone(),
+        os_name: h.os_name.clone(),
+        os_version: h.os_version.clone(),
+        platform: h.platform.clone(),
+        arch: h.arch.clone(),
+        agent_version: h.agent_version.clone(),
+    };
+    let product = match (&e.detection, e.product_id.as_str()) {
+        (Some(d), _) => Some(ProductRef {
+            id: d.product_id.clone(),
+            vendor: d.vendor.clone(),
+            name: d.product.clone(),
+            category: d.category.as_str().to_string(),
+            version: d.version.clone(),
+        }),
+        (None, "") => None,
+        (None, id) => Some(match cx.catalog.product(id) {
+            Some(p) => ProductRef {
+                id: p.id.clone(),
+                vendor: p.vendor.clone(),
+                name: p.name.clone(),
+                category: p.category.as_str().to_string(),
+                version: e.version.clone(),
+            },
+            // A product since taken out of the catalog: its id is all
+            // there is.
+            None => ProductRef {
+                id: id.to_string(),
+                name: id.to_string(),
+                version: e.version.clone(),
+                ..ProductRef::default()
+            },
+        }),
+    };
+    let verdict = product
+        .as_ref()
+        .and_then(|p| verdict(cx, e, p, Platform::parse(&h.platform)));
+    let evidence = e
+        .detection
+        .iter()
+        .flat_map(|d| &d.evidence)
+        .map(|ev| EvidenceRef {
+            kind: ev.kind.clone(),
+            value: ev.value.clone(),
+            matched: ev.matched.clone(),
+            location: ev.location.clone(),
+            state: ev.state.as_str().to_string(),
+        })
+        .collect();
+    let severity = severity(&e.kind, &e.state, verdict.as_ref());
+    SiemEvent {
+        id: e.id.clone(),
+        seq: o.cursor.seq,
+        time: e.at,
+        message: message(&e.kind, e, &host, product.as_ref()),
+        kind: e.kind.clone(),
+        severity,
+        host,
+        product,
+        state: e.state.clone(),
+        previous_state: e.previous_state.clone(),
+        verdict,
+        evidence,
+        observer: cx.observer.to_string(),
+    }
+}
+
+/// The verdict of the campaign that names the product: the event's own
+/// campaign for `campaign_missed`, else the oldest campaign whose policy
+/// bans or requires it.
+fn verdict(
+    cx: &Context,
+    e: &crate::store::Event,
+    p: &ProductRef,
+    platform: Option<Platform>,
+) -> Option<Verdict> {
+    cx.campaigns
+        .iter()
+        .filter(|c| e.campaign.is_empty() || c.name == e.campaign)
+        .find_map(|c| {
+            let policy = cx.catalog.policy(&c.policy)?;
+            let rule = policy.rule_for(&p.vendor, &p.id, &p.category, platform)?;
+            let gone = e.kind == "removed";
+            let verdict = match (rule, gone) {
+                ("banned", true) => "removed",
+                ("banned", false) => "banned",
+                ("required", true) => "missing_required",
+                _ => "allowed",
+            };
+            Some(Verdict {
+                campaign: c.name.clone(),
+                policy: c.policy.clone(),
+                verdict: verdict.to_string(),
+                deadline: Some(c.remove_by),
+                overdue: verdict == "banned" && cx.now > c.remove_by,
+            })
+        })
+}
+
+/// 1 (informational) to 10: a banned product present is high, a missed
+/// deadline higher; good news and bookkeeping are low.
+fn severity(kind: &str, state: &str, verdict: Option<&Verdict>) -> u8 {
+    let banned = verdict.is_some_and(|v| v.verdict == "banned");
+    match kind {
+        "campaign_missed" => 9,
+        "detected" | "state_changed" if banned && state == "remnant" => 6,
+        "detected" | "state_changed" if banned => 8,
+        "detected" | "state_changed" if verdict.is_some_and(|v| v.verdict == "allowed") => 3,
+        "removed" if verdict.is_some_and(|v| v.verdict == "missing_required") => 7,
+        "removed" if verdict.is_some() => 4,
+        "revoked" => 6,
+        "stale" => 5,
+        "detected" | "state_changed" | "removed" => 3,
+        "test" => 1,
+        _ => 2,
+    }
+}
+
+fn message(kind: &str, e: &crate::store::Event, h: &HostRef, p: Option<&ProductRef>) -> String {
+    let product = p
+        .map(
+            |p| match p.vendor.is_empty() || p.name.starts_with(&p.vendor) {
+                true => p.name.clone(),
+                false => format!("{} {}", p.vendor, p.name),
+            },
+        )
+        .unwrap_or_default();
+    let host = if h.hostname.is_empty() {
+        h.id.as_str()
+    } else {
+        h.hostname.as_str()
+    };
+    match kind {
+        "detected" => format!("{product} detected ({}) on {host}", e.state),
+        "state_changed" => format!("{product} on {host}: {} -> {}", e.previous_state, e.state),
+        "removed" => format!("{product} no longer found on {host} (was {})", e.state),
+        "enrolled" => format!("{host} enrolled"),
+        "imported" => format!("{host} imported from a snapshot"),
+        "stale" => format!("{host} stopped reporting (stale)"),
+        "revoked" => format!("{host} revoked by an operator"),
+        "campaign_missed" => format!(
+            "{host} missed the deadline of campaign {}: {product} still {}",
+            e.campaign, e.state
+        ),
+        other => format!("{other} on {host}"),
+    }
+}
+
+/// A test event for exporter `name` (`muster siem test`): it names no real
+/// host, and its kind is `test`.
+pub fn test_event(name: &str, observer: &str, now: i64) -> SiemEvent {
+    SiemEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        seq: 0,
+        time: now,
+        kind: "test".into(),
+        severity: 1,
+        message: format!("Muster test event for exporter {name}"),
+        host: HostRef {
+            id: "00000000-0000-0000-0000-000000000000".into(),
+            hostname: observer.to_string(),
+            ..HostRef::default()
+        },
+        product: None,
+        state: String::new(),
+        previous_state: String::new(),
+        verdict: None,
+        evidence: Vec::new(),
+        observer: observer.to_string(),
+    }
+}
