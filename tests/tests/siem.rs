@@ -1,0 +1,661 @@
+//! The SIEM exporters against real receivers: rsyslog over TCP and over
+//! TLS (with certificates made here), killed and restarted while events
+//! flow; an HTTP server that refuses the first requests; the JSON-lines
+//! file; several collectors on one PostgreSQL database; the metrics.
+
+use muster_tests::*;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn rsyslogd() -> Option<PathBuf> {
+    ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// An rsyslog of our own: its config, work folder and output file under
+/// `dir`, listening on `port` (TLS when given a CA, certificate and key;
+/// it then wants a client certificate signed by that CA).
+struct Rsyslog {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, tls: Option<(&Path, &Path, &Path)>) -> Rsyslog {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let d = dir.display();
+        let (global, module) = match tls {
+            None => (String::new(), "module(load=\"imtcp\")".to_string()),
+            Some((ca, cert, key)) => (
+                format!(
+                    " DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{}\" \
+                     DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\"",
+                    ca.display(),
+                    cert.display(),
+                    key.display()
+                ),
+                "module(load=\"imtcp\" StreamDriver.Name=\"gtls\" StreamDriver.Mode=\"1\" \
+                 StreamDriver.AuthMode=\"x509/certvalid\")"
+                    .to_string(),
+            ),
+        };
+        let conf = format!(
+            "global(workDirectory=\"{d}\"{global})\n{module}\n\
+             input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"in\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+             ruleset(name=\"in\") {{ action(type=\"omfile\" file=\"{d}/events.log\" template=\"raw\") }}\n"
+        );
+        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
+        let mut r = Rsyslog {
+            dir: dir.to_path_buf(),
+            port,
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let out = std::fs::File::create(self.dir.join("rsyslogd.out")).unwrap();
+        let child = Command::new(rsyslogd().expect("rsyslogd"))
+            .arg("-n")
+            .arg("-f")
+            .arg(self.dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(self.dir.join("pid"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start rsyslogd");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "rsyslogd did not listen: {}",
+                std::fs::read_to_string(self.dir.join("rsyslogd.out")).unwrap_or_default()
+            )
+        });
+    }
+
+    /// SIGKILL: whatever it had not written is gone, as in a crash.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.dir.join("pid"));
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("events.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The value of `key=` in a CEF or LEEF line (up to the next space or
+/// tab, which rsyslog writes as `#011`; ids and hostnames here have
+/// neither).
+fn field(line: &str, key: &str) -> Option<String> {
+    let at = line.find(&format!("{key}="))?;
+    let rest = line[at + key.len() + 1..].replace("#011", "\t");
+    Some(
+        rest.split([' ', '\t'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// Every event id in the hosts' timelines.
+fn stored_event_ids(c: &Collector) -> Vec<String> {
+    let mut ids = Vec::new();
+    for h in c.hosts() {
+        let id = h["id"].as_str().unwrap();
+        let d: Value = serde_json::from_str(&c.muster(&["host", id, "--format", "json"])).unwrap();
+        for e in d["timeline"].as_array().unwrap() {
+            ids.push(e["id"].as_str().unwrap().to_string());
+        }
+    }
+    ids
+}
+
+fn siem_status(c: &Collector) -> Vec<Value> {
+    let v: Value =
+        serde_json::from_str(&c.muster(&["siem", "status", "--format", "json"])).unwrap();
+    v["exporters"].as_array().unwrap().clone()
+}
+
+/// Waits until every exporter has nothing waiting and no error.
+fn wait_drained(c: &Collector, secs: u64) {
+    wait_for(Duration::from_secs(secs), || {
+        let st = siem_status(c);
+        st.iter()
+            .all(|e| e["lag_events"] == 0 && e["state"] == "ok")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("exporters did not drain: {:?}\n{}", siem_status(c), c.log()));
+}
+
+/// Agents on images whose packages the test changes between runs.
+struct Fleet {
+    hosts: Vec<(PathBuf, PathBuf, String)>,
+}
+
+impl Fleet {
+    fn enroll(c: &Collector, n: usize) -> Fleet {
+        let hosts = (0..n)
+            .map(|i| {
+                let state = c.dir.join(&format!("agent{i}"));
+                c.enroll(&state);
+                (
+                    state,
+                    c.dir.join(&format!("img{i}")),
+                    format!("siem-host-{i}"),
+                )
+            })
+            .collect();
+        Fleet { hosts }
+    }
+
+    /// Every host reports once with kesl in `status`.
+    fn report(&self, kesl_status: &str) {
+        for (state, root, name) in &self.hosts {
+            linux_image(
+                root,
+                name,
+                &[
+                    ("bash", "5.2.15-2", "install ok installed"),
+                    ("kesl", "12.1.0.1297", kesl_status),
+                ],
+                &[],
+            );
+            ok(cmd("muster-agent")
+                .args(["run", "--once", "--state-dir"])
+                .arg(state)
+                .arg("--root")
+                .arg(root));
+        }
+    }
+}
+
+const INSTALLED: &str = "install ok installed";
+const REMNANT: &str = "deinstall ok config-files";
+
+/// The acceptance criterion of at-least-once: rsyslog over TCP and over
+/// TLS with a client certificate, killed (SIGKILL) while check-ins keep
+/// making events and restarted later; every stored event arrives at both,
+/// duplicates counted.
+#[test]
+fn syslog_over_tcp_and_tls_loses_nothing_when_rsyslog_is_killed() {
+    if rsyslogd().is_none() {
+        eprintln!("skipped: rsyslogd is not installed (apt-get install rsyslog rsyslog-gnutls)");
+        return;
+    }
+    let work = TempDir::new("siem-syslog");
+    // A SIEM's own CA: rsyslog's server certificate and the collector's
+    // client certificate.
+    let (ca, _) = muster_collector::pki::Authority::generate("siem").unwrap();
+    let server = ca.server_cert("localhost").unwrap();
+    let client = ca.operator_cert("muster-collector", 30).unwrap();
+    let pem = |name: &str, text: &str| {
+        let p = work.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_pem = pem("siem-ca.pem", &ca.cert_pem);
+    let (srv_cert, srv_key) = (
+        pem("rs-cert.pem", &server.cert_pem),
+        pem("rs-key.pem", &server.key_pem),
+    );
+    let (cli_cert, cli_key) = (
+        pem("client.pem", &client.cert_pem),
+        pem("client-key.pem", &client.key_pem),
+    );
+    let mut tcp = Rsyslog::start(&work.join("tcp"), None);
+    let mut tls = Rsyslog::start(&work.join("tls"), Some((&ca_pem, &srv_cert, &srv_key)));
+    let c = Collector::start_with(|data| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("collector.toml"))
+            .unwrap();
+        write!(
+            f,
+            "\n[[export]]\nname = \"soc-tcp\"\nkind = \"syslog\"\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"cef\"\n\n\
+             [[export]]\nname = \"soc-tls\"\nkind = \"syslog\"\naddress = \"tls://127.0.0.1:{}\"\nformat = \"leef\"\n\
+             server_name = \"localhost\"\nca = {:?}\nclient_cert = {:?}\nclient_key = {:?}\n",
+            tcp.port,
+            tls.port,
+            ca_pem.display().to_string(),
+            cli_cert.display().to_string(),
+            cli_key.display().to_string(),
+        )
+        .unwrap();
+    });
+    let fleet = Fleet::enroll(&c, 3);
+    fleet.report(INSTALLED);
+    for r in [&tcp, &tls] {
+        wait_for(Duration::from_secs(30), || {
+            let n = r
+                .lines()
+                .iter()
+                .filter(|l| l.contains("siem-host-"))
+                .count();
+            (n >= 3).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no event reached {:?}: {}", r.dir, c.log()));
+    }
+    let first = tcp.lines().join("\n");
+    assert!(first.contains("CEF:0|Muster|Muster|"), "{first}");
+    assert!(first.contains("dvchost=siem-host-0"), "{first}");
+    assert!(first.contains("Kaspersky"), "{first}");
+    assert!(tls.lines().join("\n").contains("LEEF:2.0|Muster|Muster|"));
+
+    // Receivers killed right after a burst of events, more events while
+    // they are down, then they come back.
+    fleet.report(REMNANT);
+    tcp.kill();
+    tls.kill();
+    fleet.report(INSTALLED);
+    fleet.report(REMNANT);
+    std::thread::sleep(Duration::from_secs(2));
+    let down = siem_status(&c);
+    assert!(
+        down.iter()
+            .all(|e| e["lag_events"].as_i64().unwrap() > 0 && e["state"] == "failing"),
+        "with the receivers down, events wait and the exporters say why: {down:?}"
+    );
+    assert!(
+        down[0]["last_error"].as_str().unwrap().contains("refused"),
+        "{down:?}"
+    );
+    tcp.restart();
+    tls.restart();
+    fleet.report(INSTALLED);
+    wait_drained(&c, 90);
+
+    let stored = stored_event_ids(&c);
+    // enrolled + detected + 4 state changes, for 3 hosts.
+    assert_eq!(stored.len(), 3 * 6, "{stored:?}");
+    for (r, key) in [(&tcp, "externalId"), (&tls, "externalId")] {
+        let lines = r.lines();
+        let got: Vec<String> = lines.iter().filter_map(|l| field(l, key)).collect();
+        let unique: HashSet<&String> = got.iter().collect();
+        let missing: Vec<&String> = stored.iter().filter(|id| !unique.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{:?}: events never arrived: {missing:?}\n{}",
+            r.dir,
+            c.log()
+        );
+        eprintln!(
+            "{:?}: {} events stored, {} lines received, {} duplicates",
+            r.dir,
+            stored.len(),
+            got.len(),
+            got.len() - unique.len()
+        );
+    }
+    // One log line when delivery started failing and one when it came
+    // back, not one per retry.
+    let log = c.log();
+    assert_eq!(
+        log.matches("exporter cannot deliver").count(),
+        2,
+        "one per exporter: {log}"
+    );
+    assert!(
+        log.matches("exporter delivering again").count() >= 2,
+        "{log}"
+    );
+
+    // A test event on demand.
+    let out = c.muster(&["siem", "test", "soc-tcp"]);
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+    wait_for(Duration::from_secs(10), || {
+        tcp.lines().iter().any(|l| l.contains(&id)).then_some(())
+    })
+    .expect("the test event arrives");
+    let err = fails(
+        cmd("muster")
+            .args(["--collector", &c.url(), "--identity"])
+            .arg(c.data().join("operator"))
+            .args(["siem", "test", "nope"]),
+    );
+    assert!(err.contains("no exporter named \"nope\""), "{err}");
+}
+
+/// A tiny HTTP server: answers 503 to the first `fail` requests, 200 after;
+/// keeps every request's headers and body.
+struct Receiver {
+    port: u16,
+    requests: Arc<Mutex<Vec<(u16, HashMap<String, String>, String)>>>,
+}
+
+impl Receiver {
+    fn start(fail: usize) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || serve(stream, fail, &seen));
+            }
+        });
+        Receiver { port, requests }
+    }
+}
+
+type Seen = Mutex<Vec<(u16, HashMap<String, String>, String)>>;
+
+/// HTTP/1.1 with keep-alive, Content-Length bodies.
+fn serve(stream: std::net::TcpStream, fail: usize, seen: &Seen) {
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap();
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        let len: usize = headers
+            .get("content-length")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let status = {
+            let mut s = seen.lock().unwrap();
+            let status = if s.len() < fail { 503 } else { 200 };
+            s.push((status, headers, String::from_utf8(body).unwrap()));
+            status
+        };
+        let text = if status == 200 {
+            "{\"text\":\"Success\",\"code\":0}"
+        } else {
+            "{\"text\":\"Server is busy\",\"code\":9}"
+        };
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Service Unavailable"
+        };
+        write!(
+            out,
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        )
+        .unwrap();
+    }
+}
+
+/// The Splunk HEC exporter against a server that fails the first requests:
+/// the events wait and then all arrive, in HEC's envelope with the token.
+#[test]
+fn http_exporter_retries_until_the_receiver_accepts() {
+    let rx = Receiver::start(3);
+    let c = Collector::start_with(|data| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("collector.toml"))
+            .unwrap();
+        write!(
+            f,
+            "\n[[export]]\nname = \"splunk\"\nkind = \"http\"\napi = \"hec\"\ntoken = \"0f1e2d3c\"\n\
+             address = \"http://127.0.0.1:{}/services/collector/event\"\nformat = \"ecs\"\nbatch = 2\n",
+            rx.port
+        )
+        .unwrap();
+    });
+    let fleet = Fleet::enroll(&c, 2);
+    fleet.report(INSTALLED);
+    wait_drained(&c, 60);
+    let stored = stored_event_ids(&c);
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    let reqs = rx.requests.lock().unwrap().clone();
+    assert_eq!(
+        reqs.iter().filter(|r| r.0 == 503).count(),
+        3,
+        "the first three were refused"
+    );
+    let mut received = HashSet::new();
+    for (status, headers, body) in &reqs {
+        assert_eq!(headers["authorization"], "Splunk 0f1e2d3c");
+        for line in body.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["sourcetype"], "muster:ecs");
+            assert!(v["time"].is_i64(), "{v}");
+            assert!(!v["host"].as_str().unwrap().is_empty(), "{v}");
+            assert!(v["event"]["@timestamp"].is_string(), "{v}");
+            if *status == 200 {
+                received.insert(v["event"]["event"]["id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    for id in &stored {
+        assert!(received.contains(id), "event {id} never accepted: {reqs:?}");
+    }
+    let st = siem_status(&c);
+    assert_eq!(st[0]["delivered"], 4, "{st:?}");
+    let log = c.log();
+    assert_eq!(log.matches("exporter cannot deliver").count(), 1, "{log}");
+    assert!(log.contains("503"), "{log}");
+}
+
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A revoked host and a host that stops reporting become events in an
+/// OCSF file; the revoked host's reports are refused; the metrics endpoint
+/// counts it all.
+#[test]
+fn revoked_and_stale_hosts_are_events_and_metrics_count_them() {
+    let metrics_port = free_port();
+    let c = Collector::start_with(|data| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("collector.toml"))
+            .unwrap();
+        write!(
+            f,
+            "\ncheckin_interval = \"10s\"\nstale_after_intervals = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
+             [[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\nformat = \"ocsf\"\n",
+            data.join("ocsf.jsonl").display().to_string()
+        )
+        .unwrap();
+    });
+    let fleet = Fleet::enroll(&c, 2);
+    fleet.report(INSTALLED);
+    let (state0, root0, _) = &fleet.hosts[0];
+    let id0 = c
+        .hosts()
+        .into_iter()
+        .find(|h| h["hostname"] == "siem-host-0")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = c.muster(&["hosts", "revoke", &id0]);
+    assert!(out.contains("revoked"), "{out}");
+    let err = fails(
+        cmd("muster-agent")
+            .args(["run", "--once", "--state-dir"])
+            .arg(state0)
+            .arg("--root")
+            .arg(root0),
+    );
+    assert!(err.contains("revoked"), "the agent says why: {err}");
+    // The revoked host keeps its state.
+    let h: Value = serde_json::from_str(&c.muster(&["host", &id0, "--format", "json"])).unwrap();
+    assert_eq!(h["detections"][0]["state"], "installed", "{h}");
+
+    // Neither host reports again: host 1 goes stale after one interval;
+    // the revoked one is not reported as stale.
+    let file = c.data().join("ocsf.jsonl");
+    let events = wait_for(Duration::from_secs(40), || {
+        let lines: Vec<Value> = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines
+            .iter()
+            .any(|e| e["metadata"]["event_code"] == "stale")
+            .then_some(lines)
+    })
+    .unwrap_or_else(|| panic!("no stale event: {}", c.log()));
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["event_code"].as_str().unwrap(),
+                e["device"]["hostname"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("revoked", "siem-host-0")), "{kinds:?}");
+    assert!(kinds.contains(&("stale", "siem-host-1")), "{kinds:?}");
+    assert!(!kinds.contains(&("stale", "siem-host-0")), "{kinds:?}");
+    for e in &events {
+        assert_eq!(e["class_uid"], 5020, "{e}");
+        assert_eq!(
+            e["type_uid"].as_i64().unwrap(),
+            5020 * 100 + e["activity_id"].as_i64().unwrap()
+        );
+    }
+
+    let m = scrape(metrics_port);
+    assert_eq!(
+        metric(&m, "muster_checkins_total{outcome=\"accepted\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "muster_checkins_refused_total{reason=\"revoked\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "muster_hosts{state=\"stale\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "muster_detections{product=\"kaspersky.endpoint-security-linux\"}"
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("muster_siem_lag_events{exporter=\"lake\"}"),
+        "{m}"
+    );
+    assert!(m.contains("muster_catalog_info{version=\""), "{m}");
+    assert!(m.contains("muster_reevaluation_pending_hosts 0"), "{m}");
+}
+
+/// Two collectors on one PostgreSQL database, with the same exporter: each
+/// event reaches the file once (one collector holds the exporter's lease).
+#[test]
+fn collectors_sharing_postgresql_send_each_event_once() {
+    let Some(db) = PgDatabase::create("siem") else {
+        return;
+    };
+    let file = TempDir::new("siem-pg");
+    let out = file.join("events.jsonl");
+    let mut a = Collector::start_postgres(&db.url);
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(a.data().join("collector.toml"))
+            .unwrap();
+        write!(
+            f,
+            "\n[[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\n",
+            out.display().to_string()
+        )
+        .unwrap();
+    }
+    a.restart();
+    let b = a.replica();
+    // Agents report to both collectors.
+    let fleet = Fleet::enroll(&a, 2);
+    fleet.report(INSTALLED);
+    for (state, _, _) in &fleet.hosts {
+        let cfg = state.join("agent.toml");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&a.url(), &b.url());
+        std::fs::write(&cfg, text).unwrap();
+    }
+    fleet.report(REMNANT);
+    wait_drained(&a, 60);
+    let stored = stored_event_ids(&a);
+    assert_eq!(stored.len(), 2 * 3, "{stored:?}");
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap())
+        .collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "an event was sent twice: {ids:?}");
+    for id in &stored {
+        assert!(unique.contains(id.as_str()), "{id} missing: {ids:?}");
+    }
+}
