@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -345,36 +346,73 @@ fn syslog_over_tcp_and_tls_loses_nothing_when_rsyslog_is_killed() {
     assert!(err.contains("no exporter named \"nope\""), "{err}");
 }
 
-/// A tiny HTTP server: answers 503 to the first `fail` requests, 200 after;
-/// keeps every request's headers and body.
-struct Receiver {
-    port: u16,
-    requests: Arc<Mutex<Vec<(u16, HashMap<String, String>, String)>>>,
+/// A request as the test's HTTP server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
 }
 
+/// A small HTTP/1.1 server (keep-alive, Content-Length bodies), over TLS
+/// when given a configuration: answers 503 to the first `fail` requests and
+/// while `accepting` is false, 200 otherwise; keeps every request.
+struct Receiver {
+    port: u16,
+    requests: Arc<Mutex<Vec<Seen>>>,
+    accepting: Arc<AtomicBool>,
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
 impl Receiver {
-    fn start(fail: usize) -> Receiver {
+    fn start(fail: usize, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
+        let accepting = Arc::new(AtomicBool::new(true));
+        let (seen, open) = (requests.clone(), accepting.clone());
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let seen = seen.clone();
-                std::thread::spawn(move || serve(stream, fail, &seen));
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                let stream: Box<dyn Stream> = match &tls {
+                    None => Box::new(tcp),
+                    Some(cfg) => Box::new(rustls::StreamOwned::new(
+                        rustls::ServerConnection::new(cfg.clone()).unwrap(),
+                        tcp,
+                    )),
+                };
+                let (seen, open) = (seen.clone(), open.clone());
+                std::thread::spawn(move || serve(stream, fail, &seen, &open));
             }
         });
-        Receiver { port, requests }
+        Receiver {
+            port,
+            requests,
+            accepting,
+        }
+    }
+
+    /// Bodies' lines of the requests answered 200.
+    fn accepted_lines(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.status == 200)
+            .flat_map(|r| {
+                r.body
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<Value>>()
+            })
+            .collect()
     }
 }
 
-type Seen = Mutex<Vec<(u16, HashMap<String, String>, String)>>;
-
-/// HTTP/1.1 with keep-alive, Content-Length bodies.
-fn serve(stream: std::net::TcpStream, fail: usize, seen: &Seen) {
-    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-    let mut out = stream;
+fn serve(stream: Box<dyn Stream>, fail: usize, seen: &Mutex<Vec<Seen>>, open: &AtomicBool) {
+    let mut reader = std::io::BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -383,7 +421,9 @@ fn serve(stream: std::net::TcpStream, fail: usize, seen: &Seen) {
         let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
-            reader.read_line(&mut h).unwrap();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
             let h = h.trim_end();
             if h.is_empty() {
                 break;
@@ -396,29 +436,38 @@ fn serve(stream: std::net::TcpStream, fail: usize, seen: &Seen) {
             .map(|v| v.parse().unwrap())
             .unwrap_or(0);
         let mut body = vec![0; len];
-        reader.read_exact(&mut body).unwrap();
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
         let status = {
             let mut s = seen.lock().unwrap();
-            let status = if s.len() < fail { 503 } else { 200 };
-            s.push((status, headers, String::from_utf8(body).unwrap()));
+            let status = if s.len() < fail || !open.load(Ordering::SeqCst) {
+                503
+            } else {
+                200
+            };
+            s.push(Seen {
+                status,
+                headers,
+                body: String::from_utf8(body).unwrap(),
+            });
             status
         };
-        let text = if status == 200 {
-            "{\"text\":\"Success\",\"code\":0}"
+        let (reason, text) = if status == 200 {
+            ("OK", "{\"text\":\"Success\",\"code\":0}")
         } else {
-            "{\"text\":\"Server is busy\",\"code\":9}"
+            (
+                "Service Unavailable",
+                "{\"text\":\"Server is busy\",\"code\":9}",
+            )
         };
-        let reason = if status == 200 {
-            "OK"
-        } else {
-            "Service Unavailable"
-        };
-        write!(
+        let out = reader.get_mut();
+        let _ = write!(
             out,
             "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
             text.len()
         )
-        .unwrap();
+        .and_then(|_| out.flush());
     }
 }
 
@@ -426,7 +475,7 @@ fn serve(stream: std::net::TcpStream, fail: usize, seen: &Seen) {
 /// the events wait and then all arrive, in HEC's envelope with the token.
 #[test]
 fn http_exporter_retries_until_the_receiver_accepts() {
-    let rx = Receiver::start(3);
+    let rx = Receiver::start(3, None);
     let c = Collector::start_with(|data| {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -447,12 +496,17 @@ fn http_exporter_retries_until_the_receiver_accepts() {
     assert_eq!(stored.len(), 4, "{stored:?}");
     let reqs = rx.requests.lock().unwrap().clone();
     assert_eq!(
-        reqs.iter().filter(|r| r.0 == 503).count(),
+        reqs.iter().filter(|r| r.status == 503).count(),
         3,
         "the first three were refused"
     );
     let mut received = HashSet::new();
-    for (status, headers, body) in &reqs {
+    for Seen {
+        status,
+        headers,
+        body,
+    } in &reqs
+    {
         assert_eq!(headers["authorization"], "Splunk 0f1e2d3c");
         for line in body.lines() {
             let v: Value = serde_json::from_str(line).unwrap();
@@ -473,6 +527,121 @@ fn http_exporter_retries_until_the_receiver_accepts() {
     let log = c.log();
     assert_eq!(log.matches("exporter cannot deliver").count(), 1, "{log}");
     assert!(log.contains("503"), "{log}");
+}
+
+/// A TLS server configuration for `name` from a CA of the test's own,
+/// which wants a client certificate from that CA; and a client
+/// certificate with its key, as PEM files under `dir`.
+fn tls_receiver(dir: &Path) -> (Arc<rustls::ServerConfig>, PathBuf, PathBuf, PathBuf) {
+    let (ca, _) = muster_collector::pki::Authority::generate("webhook").unwrap();
+    let server = ca.server_cert("localhost").unwrap();
+    let client = ca.operator_cert("muster-collector", 30).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_pem = write("hook-ca.pem", &ca.cert_pem);
+    let certs: Vec<_> = rustls_pemfile::certs(&mut server.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut server.key_pem.as_bytes())
+        .unwrap()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca.cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    (
+        Arc::new(cfg),
+        ca_pem,
+        write("hook-client.pem", &client.cert_pem),
+        write("hook-client-key.pem", &client.key_pem),
+    )
+}
+
+/// An NDJSON webhook over HTTPS with a client certificate: while it
+/// refuses, the events wait across a collector restart; once it accepts,
+/// each arrives once, and after another restart nothing is sent again.
+#[test]
+fn https_webhook_waits_across_a_restart_and_resumes_from_its_cursor() {
+    let dir = TempDir::new("siem-https");
+    let (tls, ca, cert, key) = tls_receiver(&dir.0);
+    let rx = Receiver::start(0, Some(tls));
+    rx.accepting.store(false, Ordering::SeqCst);
+    let mut c = Collector::start_with(|data| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("collector.toml"))
+            .unwrap();
+        write!(
+            f,
+            "\n[[export]]\nname = \"hook\"\nkind = \"http\"\naddress = \"https://localhost:{}/hook\"\n\
+             token = \"s3cret\"\nca = {:?}\nclient_cert = {:?}\nclient_key = {:?}\n",
+            rx.port,
+            ca.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+        .unwrap();
+    });
+    let fleet = Fleet::enroll(&c, 1);
+    fleet.report(INSTALLED);
+    let st = wait_for(Duration::from_secs(30), || {
+        let st = siem_status(&c);
+        (st[0]["state"] == "failing").then_some(st)
+    })
+    .expect("the exporter reports its failure");
+    assert_eq!(st[0]["lag_events"], 2, "{st:?}");
+    assert!(
+        st[0]["last_error"].as_str().unwrap().contains("503"),
+        "{st:?}"
+    );
+
+    c.terminate();
+    c.restart();
+    rx.accepting.store(true, Ordering::SeqCst);
+    wait_drained(&c, 60);
+    let stored = stored_event_ids(&c);
+    let ids = |lines: &[Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|e| e["event"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let got = ids(&rx.accepted_lines());
+    assert_eq!(got, stored, "every event once, in order");
+    let reqs = rx.requests.lock().unwrap().clone();
+    assert!(
+        reqs.iter()
+            .all(|r| r.headers["authorization"] == "Bearer s3cret")
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.headers["content-type"] == "application/x-ndjson")
+    );
+
+    c.terminate();
+    c.restart();
+    fleet.report(REMNANT);
+    wait_drained(&c, 60);
+    let got = ids(&rx.accepted_lines());
+    let stored = stored_event_ids(&c);
+    assert_eq!(stored.len(), 3);
+    assert_eq!(got, stored, "only the new event after the restart");
 }
 
 fn scrape(port: u16) -> String {
@@ -501,6 +670,9 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[test]
 fn revoked_and_stale_hosts_are_events_and_metrics_count_them() {
     let metrics_port = free_port();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
     let c = Collector::start_with(|data| {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -509,7 +681,8 @@ fn revoked_and_stale_hosts_are_events_and_metrics_count_them() {
         write!(
             f,
             "\ncheckin_interval = \"10s\"\nstale_after_intervals = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
-             [[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\nformat = \"ocsf\"\n",
+             [[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\nformat = \"ocsf\"\n\n\
+             [[export]]\nname = \"udp\"\nkind = \"syslog\"\naddress = \"udp://127.0.0.1:{udp_port}\"\nfacility = \"local3\"\n",
             data.join("ocsf.jsonl").display().to_string()
         )
         .unwrap();
@@ -572,6 +745,26 @@ fn revoked_and_stale_hosts_are_events_and_metrics_count_them() {
             e["type_uid"].as_i64().unwrap(),
             5020 * 100 + e["activity_id"].as_i64().unwrap()
         );
+    }
+
+    // Over UDP, one RFC 5424 message per datagram (facility local3 = 19).
+    let mut buf = [0u8; 65536];
+    let mut datagrams = Vec::new();
+    while let Ok(n) = udp.recv(&mut buf) {
+        datagrams.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        if datagrams.iter().any(|d| d.contains("|stale|")) {
+            break;
+        }
+    }
+    assert!(
+        datagrams.iter().any(|d| d.contains("|revoked|")),
+        "{datagrams:?}"
+    );
+    for d in &datagrams {
+        let pri: u32 = d[1..d.find('>').unwrap()].parse().unwrap();
+        assert_eq!(pri / 8, 19, "{d}");
+        assert!(d[d.find('>').unwrap() + 1..].starts_with("1 "), "{d}");
+        assert!(d.contains(" CEF:0|Muster|Muster|"), "{d}");
     }
 
     let m = scrape(metrics_port);
