@@ -657,3 +657,269 @@ fn database_urls_are_told_apart_and_passwords_not_shown() {
         "postgres://postgres@127.0.0.1:5432/x?sslmode=disable"
     );
 }
+
+/// Runs `test` with the store and its database on SQLite, then on
+/// PostgreSQL when there is one: for tests that must reach under the
+/// store (to age rows, or hold a transaction open).
+async fn on_every_backend_raw<F, Fut>(test: F)
+where
+    F: Fn(Store, Database) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut backends = vec![Backend::sqlite()];
+    backends.extend(Backend::postgres().await);
+    for b in backends {
+        let store = Store::open(&b.db, true).await.expect("open the store");
+        eprintln!("-- on {}", store.backend());
+        test(store.clone(), b.db.clone()).await;
+        store.close().await;
+        b.cleanup().await;
+    }
+}
+
+/// Runs one statement on the store's database, beside the store.
+async fn raw(db: &Database, sql: &str) {
+    match db {
+        Database::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        Database::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// The events after `after` once at least `n` are visible. On PostgreSQL
+/// an event becomes readable when every transaction older than its own has
+/// finished, in any database of the server: the suite's other tests run
+/// such transactions at the same time.
+async fn visible(
+    store: &Store,
+    after: muster_collector::store::Cursor,
+    n: usize,
+) -> Vec<muster_collector::store::OutboxEvent> {
+    for _ in 0..100 {
+        let events = store.outbox_after(after, 100).await.unwrap();
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.outbox_after(after, 100).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_outbox_is_read_in_order_from_each_exporters_cursor() {
+    use muster_collector::store::Cursor;
+    on_every_backend(|store| async move {
+        let t = now();
+        let a = enroll(&store, "outbox-a").await;
+        let kesl = [("kesl", Presence::Present)];
+        checkin(&store, &a, &report(1, "outbox-a", &kesl)).await;
+        let events = visible(&store, Cursor::default(), 2).await;
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
+        assert_eq!(kinds, ["enrolled", "detected"]);
+        assert!(events[0].cursor < events[1].cursor);
+        assert_eq!(events[1].host.hostname, "outbox-a");
+        let d = events[1].event.detection.as_ref().unwrap();
+        assert_eq!(d.vendor, "Kaspersky");
+        assert!(!d.evidence.is_empty());
+
+        // One collector holds an exporter; another cannot take or move it.
+        let c0 = store
+            .claim_exporter("soc", "one", t + 30, t - 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            c0,
+            Some(Cursor::default()),
+            "a new exporter starts at the window"
+        );
+        assert_eq!(
+            store
+                .claim_exporter("soc", "two", t + 30, t - 3600)
+                .await
+                .unwrap(),
+            None
+        );
+        let last = events[1].cursor;
+        assert!(
+            !store
+                .exporter_delivered("soc", "two", last, 2, t, t + 30)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .exporter_delivered("soc", "one", events[0].cursor, 1, t, t + 30)
+                .await
+                .unwrap()
+        );
+        store
+            .exporter_failed("soc", "one", "connection refused", t)
+            .await
+            .unwrap();
+        let st = &store.exporters().await.unwrap()[0];
+        assert_eq!(
+            (st.sent, st.lag, st.last_error.as_str()),
+            (1, 1, "connection refused")
+        );
+        assert!(
+            store
+                .exporter_delivered("soc", "one", last, 1, t, t + 30)
+                .await
+                .unwrap()
+        );
+        let st = &store.exporters().await.unwrap()[0];
+        assert_eq!((st.sent, st.lag, st.last_error.as_str()), (2, 0, ""));
+        assert!(store.outbox_after(last, 100).await.unwrap().is_empty());
+
+        // The lease lapses (or is released): the other collector takes
+        // over from the cursor.
+        store.release_exporter("soc", "one").await.unwrap();
+        assert_eq!(
+            store
+                .claim_exporter("soc", "two", t + 30, t - 3600)
+                .await
+                .unwrap(),
+            Some(last)
+        );
+
+        // Revoked: an event, and the host's reports are refused; stale:
+        // one event per host until it reports again.
+        assert!(store.revoke_host(&a).await.unwrap());
+        assert!(matches!(
+            checkin(&store, &a, &report(2, "outbox-a", &kesl)).await,
+            CheckInOutcome::Revoked { .. }
+        ));
+        assert!(!store.revoke_host("no-such-host").await.unwrap());
+        let b = enroll(&store, "outbox-b").await;
+        assert_eq!(
+            store.mark_stale(now() + 1, 100).await.unwrap(),
+            vec![b.clone()]
+        );
+        assert!(store.mark_stale(now() + 1, 100).await.unwrap().is_empty());
+        checkin(&store, &b, &report(1, "outbox-b", &[])).await;
+        assert_eq!(
+            store.mark_stale(now() + 1, 100).await.unwrap(),
+            vec![b.clone()]
+        );
+        let kinds: Vec<(String, String)> = visible(&store, last, 4)
+            .await
+            .into_iter()
+            .map(|e| (e.event.kind, e.host.hostname))
+            .collect();
+        let want = [
+            ("revoked", "outbox-a"),
+            ("enrolled", "outbox-b"),
+            ("stale", "outbox-b"),
+            ("stale", "outbox-b"),
+        ];
+        assert_eq!(kinds, want.map(|(k, h)| (k.to_string(), h.to_string())),);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_past_retention_are_dropped_counted_and_skipped() {
+    use muster_collector::store::Cursor;
+    on_every_backend_raw(|store, db| async move {
+        let t = now();
+        for i in 0..4 {
+            enroll(&store, &format!("old-{i}")).await;
+        }
+        let start = store
+            .claim_exporter("lake", "me", t + 30, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(start, Cursor::default());
+        let events = visible(&store, start, 4).await;
+        assert_eq!(events.len(), 4);
+        // The first three are ten days old; the retention is seven.
+        let third = events[2].cursor.seq;
+        raw(
+            &db,
+            &format!("UPDATE events SET recorded_at = recorded_at - 864000 WHERE seq <= {third}"),
+        )
+        .await;
+        let (dropped, to) = store
+            .exporter_expire("lake", "me", start, t - 7 * 86400)
+            .await
+            .unwrap();
+        assert_eq!((dropped, to), (3, events[2].cursor));
+        let st = &store.exporters().await.unwrap()[0];
+        assert_eq!((st.dropped, st.lag, st.cursor), (3, 1, events[2].cursor));
+        // Nothing more to drop; a new exporter starts after the old ones.
+        assert_eq!(
+            store
+                .exporter_expire("lake", "me", to, t - 7 * 86400)
+                .await
+                .unwrap()
+                .0,
+            0
+        );
+        let fresh = store
+            .claim_exporter("fresh", "me", t + 30, t - 7 * 86400)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh, events[2].cursor);
+    })
+    .await;
+}
+
+/// PostgreSQL: an event whose transaction commits after a later one's is
+/// not passed over (exporters read only below the oldest running
+/// transaction).
+#[tokio::test]
+async fn a_late_commit_is_not_passed_over() {
+    use muster_collector::store::Cursor;
+    let Some(b) = Backend::postgres().await else {
+        return;
+    };
+    let store = Store::open(&b.db, true).await.unwrap();
+    let a = enroll(&store, "late-a").await;
+    let c = enroll(&store, "late-c").await;
+    let after = visible(&store, Cursor::default(), 2).await[1].cursor;
+    let Database::Postgres(url) = &b.db else {
+        unreachable!()
+    };
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let mut slow = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, host_id, at, kind, recorded_at) VALUES ('slow-event', $1, 0, 'slow', 0)",
+    )
+    .bind(&a)
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    // A later transaction commits first.
+    assert!(store.revoke_host(&c).await.unwrap());
+    assert!(
+        store.outbox_after(after, 100).await.unwrap().is_empty(),
+        "nothing may be read past a transaction still running"
+    );
+    slow.commit().await.unwrap();
+    let kinds: Vec<String> = visible(&store, after, 2)
+        .await
+        .into_iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(kinds, ["slow", "revoked"]);
+    pool.close().await;
+    store.close().await;
+    b.cleanup().await;
+}
