@@ -82,7 +82,7 @@
 //! # OCSF
 //!
 //! Class Software Inventory Info (5020, Discovery) of OCSF 1.3.0; see
-//! `OCSF.md` for the choice and the activity mapping. Inventory kinds use
+//! `docs/siem.md` for the choice and the activity mapping. Inventory kinds use
 //! activity 2 (Collect); host lifecycle kinds (`enrolled`, `stale`,
 //! `revoked`, `test`, ...) use 99 (Other) with the kind as `activity_name`,
 //! and their required `package` is the Muster agent itself. Fields OCSF has
