@@ -425,6 +425,44 @@ mod tests {
     }
 
     #[test]
+    fn exporters_are_checked_with_the_rest() {
+        let cfg: Config = toml::from_str(
+            r#"
+            siem_retention = "5m"
+            metrics_listen = "nowhere"
+            [[export]]
+            name = "soc"
+            kind = "syslog"
+            address = "tcp://siem:514"
+            [[export]]
+            name = "soc"
+            kind = "file"
+            address = "/var/log/muster.jsonl"
+            [[export]]
+            name = "web"
+            kind = "http"
+            address = "ftp://x"
+            "#,
+        )
+        .unwrap();
+        let p = cfg.problems();
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("export \"soc\" is defined twice"))
+        );
+        assert!(p.iter().any(|m| m.contains("export \"web\": address")));
+        assert!(p.iter().any(|m| m.contains("siem_retention")));
+        assert!(p.iter().any(|m| m.contains("metrics_listen")));
+        assert!(
+            toml::from_str::<Config>(
+                "[[export]]\nname = \"x\"\nkind = \"file\"\naddress = \"f\"\nbogus = 1"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let mut cfg = Config::default();
         cfg.apply_env(|k| (k == "MUSTER_LISTEN").then(|| "127.0.0.1:9".to_string()));

@@ -1,6 +1,8 @@
 //! Test harness: builds the real binaries once, then starts real collectors
 //! and agents in temporary folders on loopback. Nothing is mocked.
 
+pub mod fleetgen;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -277,6 +277,9 @@ fn every_command_has_help_with_an_example() {
         ("muster", vec!["campaign", "start"]),
         ("muster", vec!["campaign", "status"]),
         ("muster", vec!["campaign", "report"]),
+        ("muster", vec!["siem", "status"]),
+        ("muster", vec!["siem", "test"]),
+        ("muster", vec!["hosts", "revoke"]),
         ("muster-agent", vec!["collect"]),
     ] {
         let out = ok(cmd(bin).args(&args).arg("--help"));

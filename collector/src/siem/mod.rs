@@ -120,8 +120,37 @@ pub fn build(o: &OutboxEvent, cx: &Context) -> SiemEvent {
 
 /// The verdict of the campaign that names the product: the event's own
 /// campaign for `campaign_missed`, else the oldest campaign whose policy
-/// bans or requires it.
+/// bans or requires it; with no such campaign, the first policy of the
+/// catalog that bans it (as `muster hosts` shows it), without a deadline.
 fn verdict(
+    cx: &Context,
+    e: &crate::store::Event,
+    p: &ProductRef,
+    platform: Option<Platform>,
+) -> Option<Verdict> {
+    campaign_verdict(cx, e, p, platform).or_else(|| {
+        if !e.campaign.is_empty() {
+            return None;
+        }
+        let policy = cx.catalog.policies.iter().find(|policy| {
+            policy.rule_for(&p.vendor, &p.id, &p.category, platform) == Some("banned")
+        })?;
+        Some(Verdict {
+            campaign: String::new(),
+            policy: policy.id.clone(),
+            verdict: if e.kind == "removed" {
+                "removed"
+            } else {
+                "banned"
+            }
+            .to_string(),
+            deadline: None,
+            overdue: false,
+        })
+    })
+}
+
+fn campaign_verdict(
     cx: &Context,
     e: &crate::store::Event,
     p: &ProductRef,
@@ -220,5 +249,159 @@ pub fn test_event(name: &str, observer: &str, now: i64) -> SiemEvent {
         verdict: None,
         evidence: Vec::new(),
         observer: observer.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Cursor, Event};
+    use muster_catalog::{Catalog, HostFacts, Inventory, Item, ItemKind, Presence, Section};
+
+    fn kesl(state: Presence) -> muster_catalog::Detection {
+        let mut inv = Inventory {
+            platform: Some(Platform::Linux),
+            ..Inventory::default()
+        };
+        inv.sections.insert(
+            "dpkg".into(),
+            Section {
+                items: vec![Item::new(ItemKind::Package, "kesl", state, "dpkg").version("12.1")],
+            },
+        );
+        let found = muster_catalog::evaluate(&inv, &Catalog::builtin());
+        assert_eq!(found.len(), 1);
+        found.into_iter().next().unwrap()
+    }
+
+    fn stored(kind: &str, d: Option<muster_catalog::Detection>, campaign: &str) -> OutboxEvent {
+        let mut event = Event::new("h1", 1_800_000_000, kind);
+        if let Some(d) = d {
+            event = Event::about("h1", 1_800_000_000, kind, &d);
+        }
+        event.campaign = campaign.to_string();
+        OutboxEvent {
+            cursor: Cursor { xact: 0, seq: 7 },
+            recorded_at: 1_800_000_000,
+            event,
+            host: HostFacts {
+                hostname: "ws-042".into(),
+                platform: "linux".into(),
+                ips: vec!["192.0.2.7".into()],
+                ..HostFacts::default()
+            },
+        }
+    }
+
+    fn campaign(remove_by: i64) -> Campaign {
+        Campaign {
+            name: "drop-kaspersky".into(),
+            policy: "bod-17-01".into(),
+            issued: 0,
+            identify_by: 0,
+            remove_by,
+        }
+    }
+
+    #[test]
+    fn a_banned_product_is_high_and_names_its_campaign() {
+        let catalog = Catalog::builtin();
+        let campaigns = [campaign(1_900_000_000)];
+        let cx = Context {
+            catalog: &catalog,
+            campaigns: &campaigns,
+            observer: "collector-1",
+            now: 1_800_000_000,
+        };
+        let e = build(&stored("detected", Some(kesl(Presence::Present)), ""), &cx);
+        assert_eq!(e.seq, 7);
+        assert_eq!(e.severity, 8);
+        assert_eq!(e.host.hostname, "ws-042");
+        assert_eq!(e.product.as_ref().unwrap().vendor, "Kaspersky");
+        let v = e.verdict.as_ref().unwrap();
+        assert_eq!(
+            (v.campaign.as_str(), v.verdict.as_str(), v.overdue),
+            ("drop-kaspersky", "banned", false)
+        );
+        assert_eq!(v.deadline, Some(1_900_000_000));
+        assert_eq!(e.evidence[0].value, "kesl");
+        assert!(
+            e.message.contains("detected (installed) on ws-042"),
+            "{}",
+            e.message
+        );
+
+        // Past the deadline: overdue; a remnant is less severe; removal is
+        // good news.
+        let late = Context {
+            now: 1_950_000_000,
+            ..cx
+        };
+        assert!(
+            build(
+                &stored("detected", Some(kesl(Presence::Present)), ""),
+                &late
+            )
+            .verdict
+            .unwrap()
+            .overdue
+        );
+        assert_eq!(
+            build(
+                &stored("state_changed", Some(kesl(Presence::Leftover)), ""),
+                &cx
+            )
+            .severity,
+            6
+        );
+        let gone = build(&stored("removed", Some(kesl(Presence::Present)), ""), &cx);
+        assert_eq!(
+            (gone.severity, gone.verdict.unwrap().verdict.as_str()),
+            (4, "removed")
+        );
+        let missed = build(
+            &stored(
+                "campaign_missed",
+                Some(kesl(Presence::Present)),
+                "drop-kaspersky",
+            ),
+            &late,
+        );
+        assert_eq!(missed.severity, 9);
+        assert!(
+            missed
+                .message
+                .contains("missed the deadline of campaign drop-kaspersky")
+        );
+    }
+
+    #[test]
+    fn without_a_campaign_the_catalog_policy_still_says_banned() {
+        let catalog = Catalog::builtin();
+        let cx = Context {
+            catalog: &catalog,
+            campaigns: &[],
+            observer: "collector-1",
+            now: 0,
+        };
+        let e = build(&stored("detected", Some(kesl(Presence::Present)), ""), &cx);
+        let v = e.verdict.unwrap();
+        assert_eq!(
+            (v.campaign.as_str(), v.policy.as_str(), v.verdict.as_str()),
+            ("", "bod-17-01", "banned")
+        );
+        assert_eq!(v.deadline, None);
+        // A host event has no product and no verdict.
+        let e = build(&stored("stale", None, ""), &cx);
+        assert!(e.product.is_none() && e.verdict.is_none());
+        assert_eq!(
+            (e.severity, e.message.as_str()),
+            (5, "ws-042 stopped reporting (stale)")
+        );
+        // A removed product known only by its id is looked up in the catalog.
+        let mut o = stored("removed", None, "");
+        o.event.product_id = "kaspersky.endpoint-security-linux".into();
+        let e = build(&o, &cx);
+        assert_eq!(e.product.unwrap().vendor, "Kaspersky");
     }
 }
