@@ -480,6 +480,7 @@ impl OperatorService {
             stale: h.last_checkin.unwrap_or(h.enrolled_at) < self.stale_before(),
             banned: banned.into_iter().collect(),
             imported: h.imported,
+            revoked_at: h.revoked_at.unwrap_or(0),
         }
     }
 }

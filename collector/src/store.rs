@@ -207,6 +207,8 @@ pub struct HostRow {
     pub cert_serial: String,
     /// Created by `muster import` from a snapshot, not by an agent.
     pub imported: bool,
+    /// When an operator revoked it (its reports are refused since).
+    pub revoked_at: Option<i64>,
     /// Detections by the collector's catalog.
     pub detections: Vec<DetectionRow>,
 }
@@ -566,6 +568,7 @@ struct HostRecord {
     cert_serial: String,
     agent_detections: String,
     imported: i64,
+    revoked_at: Option<i64>,
 }
 
 impl HostRecord {
@@ -587,6 +590,7 @@ impl HostRecord {
             last_sequence: self.last_sequence as u64,
             cert_serial: self.cert_serial,
             imported: self.imported != 0,
+            revoked_at: self.revoked_at,
             detections: Vec::new(),
         })
     }
@@ -650,7 +654,7 @@ impl EventRecord {
 }
 
 const HOST_COLUMNS: &str = "id, hostname, os_name, os_version, kernel, arch, ips, agent_version, platform, \
-     enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections, imported";
+     enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections, imported, revoked_at";
 
 impl Store {
     /// Opens (`create` = false) or creates the database and brings its

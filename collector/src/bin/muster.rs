@@ -285,6 +285,7 @@ fn host_json(h: &v1::HostSummary) -> Value {
         "id": h.id, "hostname": h.hostname, "os": h.os,
         "last_checkin": time_json(h.last_checkin), "enrolled_at": time_json(h.enrolled_at),
         "sequence": h.sequence, "stale": h.stale, "banned": h.banned,
+        "revoked_at": (h.revoked_at != 0).then(|| time_json(h.revoked_at)),
         "detections": h.detections.iter().map(|d| detection_json(d, false)).collect::<Vec<_>>(),
     })
 }
@@ -394,7 +395,9 @@ async fn run(cli: Cli) -> Result<()> {
                         csv_field(&h.banned.join(";")),
                     ),
                     Format::Table => {
-                        let status = if h.last_checkin == 0 {
+                        let status = if h.revoked_at != 0 {
+                            "REVOKED"
+                        } else if h.last_checkin == 0 {
                             "never reported"
                         } else if h.stale {
                             "STALE"
@@ -477,6 +480,12 @@ async fn run(cli: Cli) -> Result<()> {
                 f.agent_version, d.certificate_serial
             );
             println!("  enrolled:      {}", time(h.enrolled_at));
+            if h.revoked_at != 0 {
+                println!(
+                    "  REVOKED:       {} (its reports are refused)",
+                    time(h.revoked_at)
+                );
+            }
             println!(
                 "  last check-in: {}{} (report #{})",
                 time(h.last_checkin),
