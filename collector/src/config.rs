@@ -353,6 +353,10 @@ impl Config {
                 "siem_retention = {:?} is shorter than 1h",
                 self.siem_retention
             )),
+            Ok(d) if d.as_secs() > 3650 * 86400 => p.push(format!(
+                "siem_retention = {:?} is longer than 3650d",
+                self.siem_retention
+            )),
             Ok(_) => {}
             Err(e) => p.push(format!("siem_retention: {e}")),
         }

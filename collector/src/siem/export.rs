@@ -132,8 +132,11 @@ fn host_port(rest: &str, default_port: u16) -> Result<(String, u16), String> {
                 let (h, p) = rest.split_once(':').expect("one colon");
                 (h, port(p)?)
             }
-            // A bare IPv6 address.
-            _ => (rest, default_port),
+            _ => {
+                return Err(format!(
+                    "{rest:?}: write an IPv6 address in brackets, e.g. [2001:db8::1]:6514"
+                ));
+            }
         }
     };
     if host.is_empty() || host.contains('/') {
@@ -207,10 +210,14 @@ impl Spec {
                 if max_bytes < 4096 {
                     return Err(bad("max_bytes must be at least 4096".into()));
                 }
+                let keep = c.keep.unwrap_or(5);
+                if keep > 1000 {
+                    return Err(bad("keep must be at most 1000".into()));
+                }
                 Target::File {
                     path: PathBuf::from(&c.address),
                     max_bytes,
-                    keep: c.keep.unwrap_or(5),
+                    keep,
                 }
             }
             other => {
@@ -374,18 +381,23 @@ impl StreamSink {
             return Ok(());
         };
         let mut buf = [0u8; 256];
-        match conn.read(&mut buf).now_or_never() {
-            None | Some(Ok(1..)) => Ok(()),
-            Some(Ok(0)) => {
-                self.conn = None;
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the receiver closed the connection",
-                ))
-            }
-            Some(Err(e)) => {
-                self.conn = None;
-                Err(e)
+        // Read until nothing is waiting: data followed by end-of-file is
+        // still a closed connection.
+        loop {
+            match conn.read(&mut buf).now_or_never() {
+                None => return Ok(()),
+                Some(Ok(1..)) => continue,
+                Some(Ok(0)) => {
+                    self.conn = None;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the receiver closed the connection",
+                    ));
+                }
+                Some(Err(e)) => {
+                    self.conn = None;
+                    return Err(e);
+                }
             }
         }
     }
@@ -418,16 +430,32 @@ struct FileSink {
 impl FileSink {
     fn write(&self, text: &[u8]) -> io::Result<()> {
         use std::io::Write;
-        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        if size > 0 && size + text.len() as u64 > self.max_bytes {
+        let mut size = std::fs::metadata(&self.path).map(|m| m.len()).ok();
+        if size.is_some_and(|n| n > 0 && n + text.len() as u64 > self.max_bytes) {
             self.rotate()?;
+            size = None;
         }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
-        f.write_all(text)?;
-        f.sync_data()
+        if let Err(e) = f.write_all(text).and_then(|_| f.sync_data()) {
+            // No half line stays behind to be appended to on the retry.
+            let _ = f.set_len(size.unwrap_or(0));
+            return Err(e);
+        }
+        if size.is_none() {
+            // A new file: its name must survive a power cut too.
+            self.sync_dir()?;
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => std::fs::File::open(".")?.sync_all(),
+        }
     }
 
     /// `file` becomes `file.1`, `file.1` becomes `file.2`, ... and the
@@ -467,6 +495,27 @@ enum Sink {
     },
     File(FileSink),
 }
+
+/// Why a send failed.
+#[derive(Debug)]
+struct SendError {
+    message: String,
+    /// The receiver refused the request as too large (HTTP 413): fewer
+    /// events at a time may pass.
+    too_large: bool,
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> SendError {
+        SendError {
+            message,
+            too_large: false,
+        }
+    }
+}
+
+/// Longest syslog message sent over UDP: a datagram must fit.
+const UDP_MAX: usize = 65_000;
 
 /// How a successful send counts.
 #[derive(Debug, PartialEq, Eq)]
@@ -545,7 +594,7 @@ impl Sink {
         spec: &Spec,
         events: &[SiemEvent],
         payloads: &[String],
-    ) -> Result<Sent, String> {
+    ) -> Result<Sent, SendError> {
         match self {
             Sink::Stream(s) => {
                 let mut bytes = Vec::new();
@@ -571,9 +620,13 @@ impl Sink {
                 }
                 let s = socket.as_ref().expect("bound above");
                 for p in payloads {
-                    if let Err(e) = s.send(p.as_bytes()).await {
+                    let mut end = p.len().min(UDP_MAX);
+                    while !p.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    if let Err(e) = s.send(&p.as_bytes()[..end]).await {
                         *socket = None;
-                        return Err(io_error(&e));
+                        return Err(io_error(&e).into());
                     }
                 }
                 Ok(Sent::Delivered)
@@ -603,22 +656,29 @@ impl Sink {
                         .header("Content-Type", "application/x-ndjson"),
                     (_, None) => req.header("Content-Type", "application/x-ndjson"),
                 };
-                let resp = req.send().await.map_err(|e| {
+                let resp = req.send().await.map_err(|e| -> SendError {
                     let mut msg = e.to_string();
                     let mut src = std::error::Error::source(&e);
                     while let Some(s) = src {
                         msg = format!("{msg}: {s}");
                         src = s.source();
                     }
-                    msg
+                    msg.into()
                 })?;
                 let status = resp.status();
                 if status.is_success() {
                     Ok(Sent::Delivered)
                 } else {
-                    let text = resp.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(200).collect();
-                    Err(format!("HTTP {status}: {}", text.trim()))
+                    // The first chunk of the answer says enough.
+                    let mut resp = resp;
+                    let chunk = resp.chunk().await.ok().flatten().unwrap_or_default();
+                    let text: String = String::from_utf8_lossy(&chunk[..chunk.len().min(200)])
+                        .trim()
+                        .to_string();
+                    Err(SendError {
+                        message: format!("HTTP {status}: {text}"),
+                        too_large: status == reqwest::StatusCode::PAYLOAD_TOO_LARGE,
+                    })
                 }
             }
             Sink::File(f) => {
@@ -655,6 +715,16 @@ impl Sink {
             Sink::Stream(s) => s.conn = None,
             Sink::Udp { socket, .. } => *socket = None,
             _ => {}
+        }
+    }
+
+    /// Closes a stream properly (TLS `close_notify`, then FIN), so that
+    /// the receiver reads everything sent before.
+    async fn shutdown(&mut self) {
+        if let Sink::Stream(s) = self
+            && let Some(mut conn) = s.conn.take()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.shutdown()).await;
         }
     }
 }
@@ -698,11 +768,13 @@ pub async fn send_test(spec: &Spec, event: &SiemEvent) -> Result<(), String> {
     let payload = spec.payload(event);
     let sent = sink
         .send(spec, std::slice::from_ref(event), &[payload])
-        .await?;
+        .await
+        .map_err(|e| e.message)?;
     if sent == Sent::Unconfirmed {
         tokio::time::sleep(CONFIRM_AFTER).await;
         sink.check()?;
     }
+    sink.shutdown().await;
     Ok(())
 }
 
@@ -763,7 +835,26 @@ struct Progress {
     /// how many events).
     pending: VecDeque<(Cursor, Instant, u64)>,
     lease_until: i64,
+    /// The error since delivery started failing.
     failing: Option<String>,
+    backoff: Backoff,
+    /// Events per send now: the configured batch, halved while a receiver
+    /// refuses a request as too large.
+    batch: usize,
+}
+
+impl Progress {
+    fn at(cursor: Cursor, lease_until: i64, batch: usize) -> Progress {
+        Progress {
+            confirmed: cursor,
+            sent: cursor,
+            pending: VecDeque::new(),
+            lease_until,
+            failing: None,
+            backoff: Backoff { failures: 0 },
+            batch,
+        }
+    }
 }
 
 impl Exporter {
@@ -785,7 +876,6 @@ impl Exporter {
                 return;
             }
         };
-        let mut backoff = Backoff { failures: 0 };
         let mut progress: Option<Progress> = None;
         let mut last_expiry = Instant::now() - Duration::from_secs(3600);
         let retention = self.state.config.siem_retention().as_secs() as i64;
@@ -808,16 +898,16 @@ impl Exporter {
                     .await
                 {
                     Ok(Some(cursor)) => match progress.as_mut() {
-                        Some(p) => p.lease_until = t + LEASE,
-                        None => {
-                            tracing::info!(exporter = %name, "exporter started");
-                            progress = Some(Progress {
-                                confirmed: cursor,
-                                sent: cursor,
-                                pending: VecDeque::new(),
-                                lease_until: t + LEASE,
-                                failing: None,
-                            });
+                        Some(p) if p.confirmed == cursor => p.lease_until = t + LEASE,
+                        _ => {
+                            // New, or the cursor moved under us (another
+                            // collector held the exporter meanwhile):
+                            // start again from the stored cursor.
+                            if progress.is_none() {
+                                tracing::info!(exporter = %name, "exporter started");
+                            }
+                            sink.close();
+                            progress = Some(Progress::at(cursor, t + LEASE, self.spec.batch));
                         }
                     },
                     Ok(None) => {
@@ -835,111 +925,22 @@ impl Exporter {
                     }
                 }
             }
-            let p = progress.as_mut().expect("claimed above");
-            // Events that outlived the retention window are dropped,
-            // counted and logged.
-            if last_expiry.elapsed() > Duration::from_secs(60) {
-                last_expiry = Instant::now();
-                match self
-                    .state
-                    .store
-                    .exporter_expire(&name, &self.owner, p.confirmed, t - retention)
-                    .await
-                {
-                    Ok((0, _)) => {}
-                    Ok((n, to)) => {
-                        tracing::warn!(exporter = %name, dropped = n, retention = %self.state.config.siem_retention, "events older than the retention window were never delivered and are dropped");
-                        p.confirmed = to;
-                        p.sent = p.sent.max(to);
-                        p.pending.clear();
-                    }
-                    Err(e) => {
-                        tracing::warn!(exporter = %name, error = %e, "cannot expire old events")
-                    }
-                }
+            let mut p = progress.take().expect("claimed above");
+            let keep = self
+                .step(
+                    &mut sink,
+                    &mut p,
+                    &mut last_expiry,
+                    &mut campaigns,
+                    &mut campaigns_read,
+                    retention,
+                )
+                .await;
+            if keep {
+                progress = Some(p);
             }
-            // Confirm what the stream has held long enough, or resend it.
-            match sink.check() {
-                Ok(()) => {
-                    let mut last = None;
-                    let mut count = 0;
-                    while let Some((c, at, n)) = p.pending.front().copied() {
-                        if at.elapsed() < CONFIRM_AFTER {
-                            break;
-                        }
-                        p.pending.pop_front();
-                        last = Some(c);
-                        count += n;
-                    }
-                    if let Some(c) = last {
-                        self.delivered(p, c, count).await;
-                    }
-                }
-                Err(e) if !p.pending.is_empty() => {
-                    let e = format!("{e}; resending the events not confirmed");
-                    self.failed(p, &mut backoff, e).await;
-                    continue;
-                }
-                Err(_) => {} // idle connection closed: reconnect on the next send
-            }
-            if campaigns_read.elapsed() > Duration::from_secs(10) {
-                if let Ok(c) = self.state.store.campaigns().await {
-                    campaigns = c;
-                }
-                campaigns_read = Instant::now();
-            }
-            let batch = match self
-                .state
-                .store
-                .outbox_after(p.sent, self.spec.batch as u32)
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(exporter = %name, error = %e, "cannot read the outbox");
-                    self.pause(Duration::from_secs(5)).await;
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                let wait = if p.pending.is_empty() {
-                    POLL
-                } else {
-                    CONFIRM_AFTER / 4
-                };
-                self.pause(wait).await;
-                continue;
-            }
-            let cx = Context {
-                catalog: &self.state.catalog,
-                campaigns: &campaigns,
-                observer: &self.state.observer,
-                now: t,
-            };
-            let events: Vec<SiemEvent> = batch.iter().map(|o| super::build(o, &cx)).collect();
-            let payloads: Vec<String> = events.iter().map(|e| self.spec.payload(e)).collect();
-            let last = batch.last().expect("not empty").cursor;
-            match sink.send(&self.spec, &events, &payloads).await {
-                Ok(Sent::Delivered) => {
-                    p.sent = last;
-                    self.delivered(p, last, batch.len() as u64).await;
-                }
-                Ok(Sent::Unconfirmed) => {
-                    p.sent = last;
-                    p.pending
-                        .push_back((last, Instant::now(), batch.len() as u64));
-                }
-                Err(e) => {
-                    self.failed(p, &mut backoff, e).await;
-                    continue;
-                }
-            }
-            if p.failing.take().is_some() {
-                tracing::info!(exporter = %name, "exporter delivering again");
-            }
-            backoff.failures = 0;
         }
-        // Stopping: confirm what the stream held, then let go.
+        // Stopping: confirm what the stream held, close it, let go.
         if let Some(p) = progress.as_mut() {
             if !p.pending.is_empty() {
                 tokio::time::sleep(CONFIRM_AFTER).await;
@@ -949,12 +950,131 @@ impl Exporter {
                     self.delivered(p, last, count).await;
                 }
             }
+            sink.shutdown().await;
             let _ = self.state.store.release_exporter(&name, &self.owner).await;
         }
         tracing::info!(exporter = %name, "exporter stopped");
     }
 
-    async fn delivered(&self, p: &mut Progress, to: Cursor, count: u64) {
+    /// One turn of the loop with the lease held: expire, confirm, read,
+    /// send. False when the progress must be dropped (the lease was lost).
+    async fn step(
+        &mut self,
+        sink: &mut Sink,
+        p: &mut Progress,
+        last_expiry: &mut Instant,
+        campaigns: &mut Vec<crate::campaign::Campaign>,
+        campaigns_read: &mut Instant,
+        retention: i64,
+    ) -> bool {
+        let name = self.spec.name.clone();
+        let t = crate::store::now();
+        // Events that outlived the retention window are dropped, counted
+        // and logged.
+        if last_expiry.elapsed() > Duration::from_secs(60) {
+            *last_expiry = Instant::now();
+            match self
+                .state
+                .store
+                .exporter_expire(&name, &self.owner, p.confirmed, t - retention)
+                .await
+            {
+                Ok((0, _)) => {}
+                Ok((n, to)) => {
+                    tracing::warn!(exporter = %name, dropped = n, retention = %self.state.config.siem_retention, "events older than the retention window were never delivered and are dropped");
+                    p.confirmed = to;
+                    p.sent = p.sent.max(to);
+                    // Writes of later events still wait for their
+                    // confirmation.
+                    p.pending.retain(|(c, _, _)| *c > to);
+                }
+                Err(e) => tracing::warn!(exporter = %name, error = %e, "cannot expire old events"),
+            }
+        }
+        // Confirm what the stream has held long enough, or resend it.
+        match sink.check() {
+            Ok(()) => {
+                let mut last = None;
+                let mut count = 0;
+                while let Some((c, at, n)) = p.pending.front().copied() {
+                    if at.elapsed() < CONFIRM_AFTER {
+                        break;
+                    }
+                    p.pending.pop_front();
+                    last = Some(c);
+                    count += n;
+                }
+                if let Some(c) = last
+                    && !self.delivered(p, c, count).await
+                {
+                    return false;
+                }
+            }
+            Err(e) if !p.pending.is_empty() || p.sent > p.confirmed => {
+                let e = format!("{e}; resending the events not confirmed");
+                return self.failed(p, e).await;
+            }
+            Err(_) => {} // idle connection closed: reconnect on the next send
+        }
+        if campaigns_read.elapsed() > Duration::from_secs(10) {
+            if let Ok(c) = self.state.store.campaigns().await {
+                *campaigns = c;
+            }
+            *campaigns_read = Instant::now();
+        }
+        let batch = match self.state.store.outbox_after(p.sent, p.batch as u32).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(exporter = %name, error = %e, "cannot read the outbox");
+                self.pause(Duration::from_secs(5)).await;
+                return true;
+            }
+        };
+        if batch.is_empty() {
+            let wait = if p.pending.is_empty() {
+                POLL
+            } else {
+                CONFIRM_AFTER / 4
+            };
+            self.pause(wait).await;
+            return true;
+        }
+        let cx = Context {
+            catalog: &self.state.catalog,
+            campaigns,
+            observer: &self.state.observer,
+            now: t,
+        };
+        let events: Vec<SiemEvent> = batch.iter().map(|o| super::build(o, &cx)).collect();
+        let payloads: Vec<String> = events.iter().map(|e| self.spec.payload(e)).collect();
+        let last = batch.last().expect("not empty").cursor;
+        match sink.send(&self.spec, &events, &payloads).await {
+            Ok(Sent::Delivered) => {
+                p.sent = last;
+                if p.batch < self.spec.batch {
+                    p.batch = (p.batch * 2).min(self.spec.batch);
+                }
+                self.delivered(p, last, batch.len() as u64).await
+            }
+            Ok(Sent::Unconfirmed) => {
+                p.sent = last;
+                p.pending
+                    .push_back((last, Instant::now(), batch.len() as u64));
+                true
+            }
+            Err(e) => {
+                if e.too_large && p.batch > 1 {
+                    p.batch /= 2;
+                    tracing::warn!(exporter = %name, batch = p.batch, error = %e.message, "the receiver refused a batch as too large; sending fewer events at a time");
+                    return true;
+                }
+                self.failed(p, e.message).await
+            }
+        }
+    }
+
+    /// Records a delivery up to `to`; false when the lease was lost.
+    async fn delivered(&self, p: &mut Progress, to: Cursor, count: u64) -> bool {
         let t = crate::store::now();
         match self
             .state
@@ -966,18 +1086,28 @@ impl Exporter {
                 p.confirmed = to;
                 p.lease_until = t + LEASE;
                 self.state.metrics.exported(&self.spec.name, count);
+                if p.failing.take().is_some() {
+                    tracing::info!(exporter = %self.spec.name, "exporter delivering again");
+                }
+                p.backoff.failures = 0;
+                true
             }
             Ok(false) => {
                 // Another collector took over; it resends from the cursor.
-                p.lease_until = 0;
+                tracing::warn!(exporter = %self.spec.name, "another collector now drives this exporter");
+                false
             }
             Err(e) => {
                 tracing::warn!(exporter = %self.spec.name, error = %e, "cannot record the delivery; the events will be sent again");
+                true
             }
         }
     }
 
-    async fn failed(&mut self, p: &mut Progress, backoff: &mut Backoff, error: String) {
+    /// Records a failure, rewinds to the last confirmed event, and waits
+    /// the backoff out, renewing the lease meanwhile. False when the lease
+    /// was lost.
+    async fn failed(&mut self, p: &mut Progress, error: String) -> bool {
         p.sent = p.confirmed;
         p.pending.clear();
         let t = crate::store::now();
@@ -990,8 +1120,28 @@ impl Exporter {
             tracing::warn!(exporter = %self.spec.name, error = %error, "exporter cannot deliver; events wait in the outbox and are retried with backoff");
         }
         p.failing = Some(error);
-        let wait = backoff.next();
-        self.pause(wait).await;
+        let until = Instant::now() + p.backoff.next();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stopping() {
+                return true;
+            }
+            self.pause(left.min(Duration::from_secs(LEASE as u64 / 2)))
+                .await;
+            let t = crate::store::now();
+            if p.lease_until - t < LEASE / 2 {
+                match self
+                    .state
+                    .store
+                    .claim_exporter(&self.spec.name, &self.owner, t + LEASE, 0)
+                    .await
+                {
+                    Ok(Some(c)) if c == p.confirmed => p.lease_until = t + LEASE,
+                    Ok(_) => return false,
+                    Err(_) => {}
+                }
+            }
+        }
     }
 }
 
@@ -1020,6 +1170,8 @@ mod tests {
             }
         );
         assert_eq!(s.format, Format::Cef);
+        let e = Spec::from_config(&cfg("syslog", "tcp://::1:514")).unwrap_err();
+        assert!(e.contains("in brackets"), "{e}");
         let s = Spec::from_config(&cfg("syslog", "udp://[::1]")).unwrap();
         assert_eq!(
             s.target,

@@ -144,6 +144,15 @@ impl Store {
         }
     }
 
+    /// SQL: "event `e` may be read" (PostgreSQL: its transaction is older
+    /// than every running one).
+    fn readable(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "1 = 1",
+            Pool::Postgres(_) => "e.xact < pg_snapshot_xmin(pg_current_snapshot())::TEXT::BIGINT",
+        }
+    }
+
     /// Claims exporter `name` for `owner` until `lease_until`, or renews
     /// the claim; a new exporter starts at `window_start` (it is not sent
     /// events recorded before). Its cursor when `owner` holds it now;
@@ -156,6 +165,11 @@ impl Store {
         window_start: i64,
     ) -> Result<Option<Cursor>, StoreError> {
         let t = now();
+        let start_sql = format!(
+            "SELECT e.xact, e.seq FROM events e WHERE e.recorded_at < $1 AND {} \
+             ORDER BY e.xact DESC, e.seq DESC LIMIT 1",
+            self.readable()
+        );
         on_pool!(self, |pool| {
             let exists: Option<i64> =
                 sqlx::query_scalar("SELECT created_at FROM exporters WHERE name = $1")
@@ -163,13 +177,10 @@ impl Store {
                     .fetch_optional(pool)
                     .await?;
             if exists.is_none() {
-                let start: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT xact, seq FROM events WHERE recorded_at < $1 \
-                     ORDER BY xact DESC, seq DESC LIMIT 1",
-                )
-                .bind(window_start)
-                .fetch_optional(pool)
-                .await?;
+                let start: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(start_sql))
+                    .bind(window_start)
+                    .fetch_optional(pool)
+                    .await?;
                 let (xact, seq) = start.unwrap_or((0, 0));
                 sqlx::query(
                     "INSERT INTO exporters (name, cursor_xact, cursor_seq, created_at) \
@@ -288,10 +299,14 @@ impl Store {
         })
     }
 
-    /// Moves `name`'s cursor past the undelivered events written before
-    /// `cutoff` (they left the retention window), counting them as
-    /// dropped. Only the run of such events right after the cursor is
-    /// skipped: the first recent event stops it. The number dropped.
+    /// Moves `name`'s cursor from `from` past the undelivered events
+    /// written before `cutoff` (they left the retention window), counting
+    /// them as dropped. Only the run of such events right after the cursor
+    /// is skipped: the first recent event stops it. All of it reads one
+    /// snapshot (PostgreSQL: `REPEATABLE READ`), so an event committed
+    /// meanwhile is never counted or passed over; and nothing changes
+    /// unless `owner` holds the exporter at `from`. The number dropped and
+    /// the new cursor.
     pub async fn exporter_expire(
         &self,
         name: &str,
@@ -300,32 +315,39 @@ impl Store {
         cutoff: i64,
     ) -> Result<(u64, Cursor), StoreError> {
         let after = self.after_cursor();
-        let (before_p, order_desc) = match self.pool {
-            Pool::Sqlite(_) => ("e.seq < $4", "e.seq DESC"),
-            Pool::Postgres(_) => ("(e.xact, e.seq) < ($3, $4)", "e.xact DESC, e.seq DESC"),
+        let (before_p, order_desc, begin) = match self.pool {
+            Pool::Sqlite(_) => ("e.seq < $4", "e.seq DESC", "BEGIN IMMEDIATE"),
+            Pool::Postgres(_) => (
+                "(e.xact, e.seq) < ($3, $4)",
+                "e.xact DESC, e.seq DESC",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            ),
         };
         on_pool!(self, |pool| {
+            let mut tx = pool.begin_with(begin).await?;
             let first_recent: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT e.xact, e.seq FROM events e WHERE {after} AND e.recorded_at >= $3 \
-                 ORDER BY e.xact, e.seq LIMIT 1"
+                     ORDER BY e.xact, e.seq LIMIT 1"
             )))
             .bind(from.xact)
             .bind(from.seq)
             .bind(cutoff)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *tx)
             .await?;
             let (p_xact, p_seq) = first_recent.unwrap_or((i64::MAX, i64::MAX));
-            let (count, last): (i64, Option<(i64, i64)>) = {
-                let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT COUNT(*) FROM events e WHERE {after} AND {before_p}"
-                )))
-                .bind(from.xact)
-                .bind(from.seq)
-                .bind(p_xact)
-                .bind(p_seq)
-                .fetch_one(pool)
-                .await?;
-                let last = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM events e WHERE {after} AND {before_p}"
+            )))
+            .bind(from.xact)
+            .bind(from.seq)
+            .bind(p_xact)
+            .bind(p_seq)
+            .fetch_one(&mut *tx)
+            .await?;
+            let last: Option<(i64, i64)> = if count == 0 {
+                None
+            } else {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT e.xact, e.seq FROM events e WHERE {after} AND {before_p} \
                      ORDER BY {order_desc} LIMIT 1"
                 )))
@@ -333,33 +355,46 @@ impl Store {
                 .bind(from.seq)
                 .bind(p_xact)
                 .bind(p_seq)
-                .fetch_optional(pool)
-                .await?;
-                (count, last)
+                .fetch_optional(&mut *tx)
+                .await?
             };
             let Some((xact, seq)) = last else {
                 return Ok((0, from));
             };
             let to = Cursor { xact, seq };
-            sqlx::query(
+            let moved = sqlx::query(
                 "UPDATE exporters SET cursor_xact = $3, cursor_seq = $4, dropped = dropped + $5 \
-                 WHERE name = $1 AND owner = $2",
+                 WHERE name = $1 AND owner = $2 AND cursor_xact = $6 AND cursor_seq = $7",
             )
             .bind(name)
             .bind(owner)
             .bind(to.xact)
             .bind(to.seq)
             .bind(count)
-            .execute(pool)
-            .await?;
+            .bind(from.xact)
+            .bind(from.seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                // Not ours any more, or the cursor moved meanwhile.
+                return Ok((0, from));
+            }
+            tx.commit().await?;
             Ok((count as u64, to))
         })
     }
 
     /// Every exporter the database knows, by name, with its lag.
     pub async fn exporters(&self) -> Result<Vec<ExporterStatus>, StoreError> {
+        // Counted up to a million: a status read must not scan a year of
+        // backlog.
         let lag_sql = format!(
-            "SELECT COUNT(*), MIN(e.recorded_at) FROM events e WHERE {}",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE {} LIMIT 1000000) AS waiting",
+            self.after_cursor()
+        );
+        let oldest_sql = format!(
+            "SELECT e.recorded_at FROM events e WHERE {} ORDER BY e.xact, e.seq LIMIT 1",
             self.after_cursor()
         );
         on_pool!(self, |pool| {
@@ -395,11 +430,16 @@ impl Store {
                 last_error_at,
             ) in rows
             {
-                let (lag, oldest): (i64, Option<i64>) =
-                    sqlx::query_as(sqlx::AssertSqlSafe(lag_sql.clone()))
+                let lag: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(lag_sql.clone()))
+                    .bind(xact)
+                    .bind(seq)
+                    .fetch_one(pool)
+                    .await?;
+                let oldest: Option<i64> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(oldest_sql.clone()))
                         .bind(xact)
                         .bind(seq)
-                        .fetch_one(pool)
+                        .fetch_optional(pool)
                         .await?;
                 out.push(ExporterStatus {
                     name,
@@ -508,13 +548,26 @@ impl Store {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
             let mut events = Vec::new();
             for (host, d) in missed {
+                // The host's check-ins wait (PostgreSQL), and the product
+                // must still be there, the host not revoked, when this
+                // commits: no "missed" after a "removed".
+                sqlx::query(self.locked(
+                    "SELECT id FROM hosts WHERE id = $1",
+                    "SELECT id FROM hosts WHERE id = $1 FOR UPDATE",
+                ))
+                .bind(host)
+                .fetch_optional(&mut *tx)
+                .await?;
                 let n = sqlx::query(
-                    "INSERT INTO campaign_missed (campaign, host_id, at) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO campaign_missed (campaign, host_id, at) SELECT $1, $2, $3 \
+                     WHERE EXISTS (SELECT 1 FROM detections d JOIN hosts h ON h.id = d.host_id \
+                     WHERE d.host_id = $2 AND d.product_id = $4 AND d.removed_at IS NULL \
+                     AND h.revoked_at IS NULL) ON CONFLICT DO NOTHING",
                 )
                 .bind(campaign)
                 .bind(host)
                 .bind(t)
+                .bind(&d.product_id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
