@@ -145,62 +145,57 @@ pub async fn render(state: &State) -> Result<String, crate::store::StoreError> {
     let exporters = state.store.exporters().await?;
     let exported = m.exported.lock().expect("not poisoned").clone();
     let now = crate::store::now();
-    head(
+    let per_exporter =
+        |out: &mut String,
+         name: &str,
+         kind: &str,
+         help: &str,
+         value: &dyn Fn(&crate::store::ExporterStatus) -> i64| {
+            head(out, name, kind, help);
+            for e in &exporters {
+                let _ = writeln!(
+                    out,
+                    "{name}{{exporter=\"{}\"}} {}",
+                    label(&e.name),
+                    value(e)
+                );
+            }
+        };
+    per_exporter(
         &mut out,
         "muster_siem_lag_events",
         "gauge",
         "Events waiting in the outbox for each exporter.",
+        &|e| e.lag,
     );
-    for e in &exporters {
-        let _ = writeln!(
-            out,
-            "muster_siem_lag_events{{exporter=\"{}\"}} {}",
-            label(&e.name),
-            e.lag
-        );
-    }
-    head(
+    per_exporter(
         &mut out,
         "muster_siem_lag_seconds",
         "gauge",
         "Age of the oldest event waiting for each exporter (0: none).",
+        &|e| e.oldest_waiting_at.map(|t| (now - t).max(0)).unwrap_or(0),
     );
-    for e in &exporters {
-        let age = e.oldest_waiting_at.map(|t| (now - t).max(0)).unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "muster_siem_lag_seconds{{exporter=\"{}\"}} {age}",
-            label(&e.name)
-        );
-    }
-    head(
+    per_exporter(
         &mut out,
         "muster_siem_delivered_total",
         "counter",
         "Events each exporter delivered, by all collectors.",
+        &|e| e.sent,
     );
-    for e in &exporters {
-        let _ = writeln!(
-            out,
-            "muster_siem_delivered_total{{exporter=\"{}\"}} {}",
-            label(&e.name),
-            e.sent
-        );
-    }
-    head(
+    per_exporter(
         &mut out,
         "muster_siem_dropped_total",
         "counter",
         "Events each exporter never sent because they outlived siem_retention.",
+        &|e| e.dropped,
     );
-    for e in &exporters {
-        let _ = writeln!(
-            out,
-            "muster_siem_dropped_total{{exporter=\"{}\"}} {}",
-            label(&e.name),
-            e.dropped
-        );
-    }
+    per_exporter(
+        &mut out,
+        "muster_siem_failing",
+        "gauge",
+        "1 when an exporter's last attempt failed.",
+        &|e| i64::from(!e.last_error.is_empty()),
+    );
     head(
         &mut out,
         "muster_siem_exported_total",
@@ -214,21 +209,6 @@ pub async fn render(state: &State) -> Result<String, crate::store::StoreError> {
             label(name)
         );
     }
-    head(
-        &mut out,
-        "muster_siem_failing",
-        "gauge",
-        "1 when an exporter's last attempt failed.",
-    );
-    for e in &exporters {
-        let failing = u8::from(!e.last_error.is_empty());
-        let _ = writeln!(
-            out,
-            "muster_siem_failing{{exporter=\"{}\"}} {failing}",
-            label(&e.name)
-        );
-    }
-
     let c = &state.catalog;
     head(
         &mut out,

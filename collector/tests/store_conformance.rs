@@ -85,15 +85,7 @@ where
     F: Fn(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut backends = vec![Backend::sqlite()];
-    backends.extend(Backend::postgres().await);
-    for b in backends {
-        let store = Store::open(&b.db, true).await.expect("open the store");
-        eprintln!("-- on {}", store.backend());
-        test(store.clone()).await;
-        store.close().await;
-        b.cleanup().await;
-    }
+    on_every_backend_raw(|store, _| test(store)).await;
 }
 
 fn issued(id: &str) -> Result<Issued, String> {

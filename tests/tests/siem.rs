@@ -13,6 +13,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Appends `text` to the file `path` (a collector's config).
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// A CA of the test's own (a SIEM's), a server certificate from it for
+/// `localhost` and a client certificate, as PEM files under `dir`: (CA,
+/// server certificate, server key, client certificate, client key).
+fn test_pki(dir: &Path, tag: &str) -> [PathBuf; 5] {
+    let (ca, _) = muster_collector::pki::Authority::generate(tag).unwrap();
+    let server = ca.server_cert("localhost").unwrap();
+    let client = ca.operator_cert("muster-collector", 30).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(format!("{tag}-{name}"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    [
+        write("ca.pem", &ca.cert_pem),
+        write("server.pem", &server.cert_pem),
+        write("server-key.pem", &server.key_pem),
+        write("client.pem", &client.cert_pem),
+        write("client-key.pem", &client.key_pem),
+    ]
+}
+
 fn rsyslogd() -> Option<PathBuf> {
     ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
         .iter()
@@ -223,46 +250,27 @@ fn syslog_over_tcp_and_tls_loses_nothing_when_rsyslog_is_killed() {
     let work = TempDir::new("siem-syslog");
     // A SIEM's own CA: rsyslog's server certificate and the collector's
     // client certificate.
-    let (ca, _) = muster_collector::pki::Authority::generate("siem").unwrap();
-    let server = ca.server_cert("localhost").unwrap();
-    let client = ca.operator_cert("muster-collector", 30).unwrap();
-    let pem = |name: &str, text: &str| {
-        let p = work.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let ca_pem = pem("siem-ca.pem", &ca.cert_pem);
-    let (srv_cert, srv_key) = (
-        pem("rs-cert.pem", &server.cert_pem),
-        pem("rs-key.pem", &server.key_pem),
-    );
-    let (cli_cert, cli_key) = (
-        pem("client.pem", &client.cert_pem),
-        pem("client-key.pem", &client.key_pem),
-    );
+    let [ca_pem, srv_cert, srv_key, cli_cert, cli_key] = test_pki(&work.0, "siem");
     let mut tcp = Rsyslog::start(&work.join("tcp"), None);
     let mut tls = Rsyslog::start(&work.join("tls"), Some((&ca_pem, &srv_cert, &srv_key)));
     let c = Collector::start_with(|data| {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("collector.toml"))
-            .unwrap();
-        write!(
-            f,
-            "\n[[export]]\nname = \"soc-tcp\"\nkind = \"syslog\"\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"cef\"\n\n\
+        append(
+            &data.join("collector.toml"),
+            &format!(
+                "\n[[export]]\nname = \"soc-tcp\"\nkind = \"syslog\"\naddress = \"tcp://127.0.0.1:{}\"\nformat = \"cef\"\n\n\
              [[export]]\nname = \"soc-tls\"\nkind = \"syslog\"\naddress = \"tls://127.0.0.1:{}\"\nformat = \"leef\"\n\
              server_name = \"localhost\"\nca = {:?}\nclient_cert = {:?}\nclient_key = {:?}\n\n\
              [[export]]\nname = \"soc-tls-nocert\"\nkind = \"syslog\"\naddress = \"tls://127.0.0.1:{}\"\n\
              server_name = \"localhost\"\nca = {:?}\n",
-            tcp.port,
-            tls.port,
-            ca_pem.display().to_string(),
-            cli_cert.display().to_string(),
-            cli_key.display().to_string(),
-            tls.port,
-            ca_pem.display().to_string(),
-        )
-        .unwrap();
+                tcp.port,
+                tls.port,
+                ca_pem.display().to_string(),
+                cli_cert.display().to_string(),
+                cli_key.display().to_string(),
+                tls.port,
+                ca_pem.display().to_string(),
+            ),
+        );
     });
     let fleet = Fleet::enroll(&c, 3);
     fleet.report(INSTALLED);
@@ -511,17 +519,14 @@ fn serve(stream: Box<dyn Stream>, fail: usize, seen: &Mutex<Vec<Seen>>, open: &A
 fn http_exporter_retries_until_the_receiver_accepts() {
     let rx = Receiver::start(3, None);
     let c = Collector::start_with(|data| {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("collector.toml"))
-            .unwrap();
-        write!(
-            f,
-            "\n[[export]]\nname = \"splunk\"\nkind = \"http\"\napi = \"hec\"\ntoken = \"0f1e2d3c\"\n\
+        append(
+            &data.join("collector.toml"),
+            &format!(
+                "\n[[export]]\nname = \"splunk\"\nkind = \"http\"\napi = \"hec\"\ntoken = \"0f1e2d3c\"\n\
              address = \"http://127.0.0.1:{}/services/collector/event\"\nformat = \"ecs\"\nbatch = 2\n",
-            rx.port
-        )
-        .unwrap();
+                rx.port
+            ),
+        );
     });
     let fleet = Fleet::enroll(&c, 2);
     fleet.report(INSTALLED);
@@ -563,27 +568,20 @@ fn http_exporter_retries_until_the_receiver_accepts() {
     assert!(log.contains("503"), "{log}");
 }
 
-/// A TLS server configuration for `name` from a CA of the test's own,
-/// which wants a client certificate from that CA; and a client
-/// certificate with its key, as PEM files under `dir`.
+/// A TLS server configuration from a CA of the test's own, which wants a
+/// client certificate from that CA; and that CA, a client certificate and
+/// its key, as PEM files under `dir`.
 fn tls_receiver(dir: &Path) -> (Arc<rustls::ServerConfig>, PathBuf, PathBuf, PathBuf) {
-    let (ca, _) = muster_collector::pki::Authority::generate("webhook").unwrap();
-    let server = ca.server_cert("localhost").unwrap();
-    let client = ca.operator_cert("muster-collector", 30).unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let ca_pem = write("hook-ca.pem", &ca.cert_pem);
-    let certs: Vec<_> = rustls_pemfile::certs(&mut server.cert_pem.as_bytes())
+    let [ca, cert, key, client, client_key] = test_pki(dir, "webhook");
+    let pem = |p: &PathBuf| std::fs::read(p).unwrap();
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem(&cert).as_slice())
         .collect::<Result<_, _>>()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut server.key_pem.as_bytes())
+    let key = rustls_pemfile::private_key(&mut pem(&key).as_slice())
         .unwrap()
         .unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca.cert_pem.as_bytes()) {
+    for c in rustls_pemfile::certs(&mut pem(&ca).as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -599,12 +597,7 @@ fn tls_receiver(dir: &Path) -> (Arc<rustls::ServerConfig>, PathBuf, PathBuf, Pat
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .unwrap();
-    (
-        Arc::new(cfg),
-        ca_pem,
-        write("hook-client.pem", &client.cert_pem),
-        write("hook-client-key.pem", &client.key_pem),
-    )
+    (Arc::new(cfg), ca, client, client_key)
 }
 
 /// An NDJSON webhook over HTTPS with a client certificate: while it
@@ -617,20 +610,17 @@ fn https_webhook_waits_across_a_restart_and_resumes_from_its_cursor() {
     let rx = Receiver::start(0, Some(tls));
     rx.accepting.store(false, Ordering::SeqCst);
     let mut c = Collector::start_with(|data| {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("collector.toml"))
-            .unwrap();
-        write!(
-            f,
-            "\n[[export]]\nname = \"hook\"\nkind = \"http\"\naddress = \"https://localhost:{}/hook\"\n\
+        append(
+            &data.join("collector.toml"),
+            &format!(
+                "\n[[export]]\nname = \"hook\"\nkind = \"http\"\naddress = \"https://localhost:{}/hook\"\n\
              token = \"s3cret\"\nca = {:?}\nclient_cert = {:?}\nclient_key = {:?}\n",
-            rx.port,
-            ca.display().to_string(),
-            cert.display().to_string(),
-            key.display().to_string()
-        )
-        .unwrap();
+                rx.port,
+                ca.display().to_string(),
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        );
     });
     let fleet = Fleet::enroll(&c, 1);
     fleet.report(INSTALLED);
@@ -708,18 +698,15 @@ fn revoked_and_stale_hosts_are_events_and_metrics_count_them() {
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let udp_port = udp.local_addr().unwrap().port();
     let c = Collector::start_with(|data| {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(data.join("collector.toml"))
-            .unwrap();
-        write!(
-            f,
-            "\ncheckin_interval = \"10s\"\nstale_after_intervals = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
+        append(
+            &data.join("collector.toml"),
+            &format!(
+                "\ncheckin_interval = \"10s\"\nstale_after_intervals = 1\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
              [[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\nformat = \"ocsf\"\n\n\
              [[export]]\nname = \"udp\"\nkind = \"syslog\"\naddress = \"udp://127.0.0.1:{udp_port}\"\nfacility = \"local3\"\n",
-            data.join("ocsf.jsonl").display().to_string()
-        )
-        .unwrap();
+                data.join("ocsf.jsonl").display().to_string()
+            ),
+        );
     });
     let fleet = Fleet::enroll(&c, 2);
     fleet.report(INSTALLED);
@@ -844,16 +831,13 @@ fn collectors_sharing_postgresql_send_each_event_once() {
     let out = file.join("events.jsonl");
     let mut a = Collector::start_postgres(&db.url);
     {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(a.data().join("collector.toml"))
-            .unwrap();
-        write!(
-            f,
-            "\n[[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\n",
-            out.display().to_string()
-        )
-        .unwrap();
+        append(
+            &a.data().join("collector.toml"),
+            &format!(
+                "\n[[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {:?}\n",
+                out.display().to_string()
+            ),
+        );
     }
     a.restart();
     let b = a.replica();

@@ -74,16 +74,8 @@ struct OutboxRecord {
     xact: i64,
     seq: i64,
     recorded_at: i64,
-    id: String,
-    host_id: String,
-    at: i64,
-    kind: String,
-    product_id: String,
-    state: String,
-    previous_state: String,
-    version: String,
-    detection: String,
-    campaign: String,
+    #[sqlx(flatten)]
+    event: EventRecord,
     hostname: String,
     os_name: String,
     os_version: String,
@@ -96,26 +88,13 @@ struct OutboxRecord {
 
 impl OutboxRecord {
     fn into_event(self) -> Result<OutboxEvent, StoreError> {
-        let event = EventRecord {
-            id: self.id,
-            host_id: self.host_id,
-            at: self.at,
-            kind: self.kind,
-            product_id: self.product_id,
-            state: self.state,
-            previous_state: self.previous_state,
-            version: self.version,
-            detection: self.detection,
-            campaign: self.campaign,
-        }
-        .into_event()?;
         Ok(OutboxEvent {
             cursor: Cursor {
                 xact: self.xact,
                 seq: self.seq,
             },
             recorded_at: self.recorded_at,
-            event,
+            event: self.event.into_event()?,
             host: HostFacts {
                 hostname: self.hostname,
                 os_name: self.os_name,
