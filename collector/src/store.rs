@@ -550,10 +550,9 @@ fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// A `hosts` row.
+/// A host's facts, as columns of `hosts`.
 #[derive(sqlx::FromRow)]
-struct HostRecord {
-    id: String,
+pub(crate) struct FactsRecord {
     hostname: String,
     os_name: String,
     os_version: String,
@@ -562,6 +561,29 @@ struct HostRecord {
     ips: String,
     agent_version: String,
     platform: String,
+}
+
+impl FactsRecord {
+    pub(crate) fn into_facts(self) -> Result<HostFacts, StoreError> {
+        Ok(HostFacts {
+            hostname: self.hostname,
+            os_name: self.os_name,
+            os_version: self.os_version,
+            kernel: self.kernel,
+            arch: self.arch,
+            ips: parse(&self.ips)?,
+            agent_version: self.agent_version,
+            platform: self.platform,
+        })
+    }
+}
+
+/// A `hosts` row.
+#[derive(sqlx::FromRow)]
+struct HostRecord {
+    id: String,
+    #[sqlx(flatten)]
+    facts: FactsRecord,
     enrolled_at: i64,
     last_checkin: Option<i64>,
     last_sequence: i64,
@@ -575,16 +597,7 @@ impl HostRecord {
     fn into_row(self) -> Result<HostRow, StoreError> {
         Ok(HostRow {
             id: self.id,
-            facts: HostFacts {
-                hostname: self.hostname,
-                os_name: self.os_name,
-                os_version: self.os_version,
-                kernel: self.kernel,
-                arch: self.arch,
-                ips: parse(&self.ips)?,
-                agent_version: self.agent_version,
-                platform: self.platform,
-            },
+            facts: self.facts.into_facts()?,
             enrolled_at: self.enrolled_at,
             last_checkin: self.last_checkin,
             last_sequence: self.last_sequence as u64,

@@ -76,14 +76,8 @@ struct OutboxRecord {
     recorded_at: i64,
     #[sqlx(flatten)]
     event: EventRecord,
-    hostname: String,
-    os_name: String,
-    os_version: String,
-    kernel: String,
-    arch: String,
-    ips: String,
-    agent_version: String,
-    platform: String,
+    #[sqlx(flatten)]
+    host: FactsRecord,
 }
 
 impl OutboxRecord {
@@ -95,16 +89,7 @@ impl OutboxRecord {
             },
             recorded_at: self.recorded_at,
             event: self.event.into_event()?,
-            host: HostFacts {
-                hostname: self.hostname,
-                os_name: self.os_name,
-                os_version: self.os_version,
-                kernel: self.kernel,
-                arch: self.arch,
-                ips: parse(&self.ips)?,
-                agent_version: self.agent_version,
-                platform: self.platform,
-            },
+            host: self.host.into_facts()?,
         })
     }
 }
