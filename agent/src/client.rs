@@ -100,6 +100,12 @@ fn request(r: &Report, acked: &Progress, full: bool) -> v1::CheckInRequest {
     req
 }
 
+/// The collector refused this host because an operator revoked it: the
+/// collector's message. Retrying soon will not help.
+#[derive(Debug, thiserror::Error)]
+#[error("this host was revoked: {0}")]
+pub struct Revoked(pub String);
+
 /// Sends one report; when the collector lacks a base, sends it again in
 /// full. Returns the number of sections sent and the next interval.
 pub async fn send(
@@ -116,7 +122,11 @@ pub async fn send(
             .check_in(req)
             .await
             .map_err(|s| {
-                anyhow::anyhow!("check-in to {url} failed: {} ({:?})", s.message(), s.code())
+                if s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked") {
+                    anyhow::Error::new(Revoked(s.message().to_string()))
+                } else {
+                    anyhow::anyhow!("check-in to {url} failed: {} ({:?})", s.message(), s.code())
+                }
             })?
             .into_inner();
         if resp.acknowledged_sequence == r.sequence {
@@ -140,4 +150,69 @@ pub async fn send(
         "the collector at {url} kept asking for sections of report {}",
         r.sequence
     )
+}
+
+/// Checks the agent's identity as stored: the certificate parses, is valid
+/// now, was issued by the CA's subject, and belongs to the key. Its expiry
+/// (RFC 3339 and days left) when it does; else what is wrong.
+pub fn check_identity(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    ca_pem: &[u8],
+    now: i64,
+) -> Result<String, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let der = |pem: &[u8], what: &str| -> Result<Vec<u8>, String> {
+        rustls_pemfile::certs(&mut &pem[..])
+            .next()
+            .ok_or_else(|| format!("{what} holds no PEM certificate"))?
+            .map(|c| c.to_vec())
+            .map_err(|e| format!("{what} is not PEM: {e}"))
+    };
+    let cert_der = der(cert_pem, "the agent's certificate")?;
+    let ca_der = der(ca_pem, "the collector's CA")?;
+    let (_, cert) = X509Certificate::from_der(&cert_der)
+        .map_err(|e| format!("the agent's certificate does not parse: {e}"))?;
+    let (_, ca) = X509Certificate::from_der(&ca_der)
+        .map_err(|e| format!("the collector's CA does not parse: {e}"))?;
+    let key = std::str::from_utf8(key_pem)
+        .ok()
+        .and_then(|k| rcgen::KeyPair::from_pem(k).ok())
+        .ok_or("the agent's key is not a PEM private key")?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err("the agent's key does not belong to its certificate".into());
+    }
+    if cert.issuer() != ca.subject() {
+        return Err(format!(
+            "the agent's certificate was issued by {}, not by the collector's CA {}",
+            cert.issuer(),
+            ca.subject()
+        ));
+    }
+    let (from, until) = (
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    );
+    let date = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .ok()
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| t.to_string())
+    };
+    if now < from {
+        return Err(format!(
+            "the agent's certificate is not valid before {} (is the clock right?)",
+            date(from)
+        ));
+    }
+    if now > until {
+        return Err(format!(
+            "the agent's certificate expired on {}; enroll this host again",
+            date(until)
+        ));
+    }
+    Ok(format!("{} ({} days)", date(until), (until - now) / 86400))
 }

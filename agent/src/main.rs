@@ -105,6 +105,11 @@ enum Cmd {
         #[arg(long, conflicts_with = "root")]
         snapshot: Option<PathBuf>,
     },
+    /// Check the agent's configuration (the state folder)
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Write this host's (or an image's) inventory to a JSON snapshot, for air-gapped hosts
     #[command(
         after_help = "The format is documented in docs/snapshot.md.\n\nExample:\n  muster-agent collect --out /media/usb/$(hostname).json\n  muster-agent collect --root /mnt/image --out image.json"
@@ -119,6 +124,24 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check the state folder: enrolled, settings readable, key and certificate valid and matching
+    #[command(
+        after_help = "Exit status 2 when something is wrong (the service unit runs this first and does not restart on 2).\n\nExample:\n  muster-agent config check --state-dir /var/lib/muster-agent"
+    )]
+    Check {
+        /// The agent's state folder (made by enroll)
+        #[arg(long, env = "MUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+}
+
+/// The state folder is not usable: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigError(String);
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FailOn {
     /// A banned product is present (a remnant counts)
@@ -126,6 +149,10 @@ enum FailOn {
     /// A required product is missing
     MissingRequired,
 }
+
+/// After a revocation the agent asks again only this rarely (an operator
+/// may re-enroll the host, or undo a mistake).
+const REVOKED_RETRY_SECONDS: u64 = 6 * 3600;
 
 fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
@@ -138,6 +165,11 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     match rt.block_on(run(cli.cmd)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("error: {e:#}");
+            // The service unit does not restart on 2: a restart cannot fix it.
+            std::process::ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -262,6 +294,10 @@ async fn run(cmd: Cmd) -> Result<()> {
                 };
                 let wait = match outcome {
                     Ok(()) => dir.load_progress()?.interval_seconds.max(10),
+                    Err(e) if e.downcast_ref::<client::Revoked>().is_some() => {
+                        tracing::error!(error = %format!("{e:#}"), retry_in = "6h", "the collector refuses this host: an operator revoked it; enroll it again with a new token to bring it back");
+                        REVOKED_RETRY_SECONDS
+                    }
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "check-in failed; the report stays in the spool");
                         60
@@ -274,6 +310,13 @@ async fn run(cmd: Cmd) -> Result<()> {
                     _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
                 }
             }
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { state_dir },
+        } => {
+            let summary = config_check(&StateDir(state_dir)).map_err(ConfigError)?;
+            println!("{summary}");
+            Ok(())
         }
         Cmd::Collect { root, out } => {
             let catalog = Catalog::builtin();
@@ -413,6 +456,48 @@ async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> 
         );
     }
     Ok(())
+}
+
+/// What `config check` checks: every problem at once, or a summary.
+fn config_check(dir: &StateDir) -> Result<String, String> {
+    let cfg = dir.load_config().map_err(|e| format!("{e:#}"))?;
+    let mut problems = Vec::new();
+    if !cfg.collector.starts_with("https://") {
+        problems.push(format!(
+            "collector = {:?} in {} is not an https:// URL",
+            cfg.collector,
+            dir.config().display()
+        ));
+    }
+    let mut files = Vec::new();
+    for (path, what) in [
+        (dir.ca(), "the collector's CA"),
+        (dir.cert(), "the agent's certificate"),
+        (dir.key(), "the agent's key"),
+    ] {
+        match std::fs::read(&path) {
+            Ok(bytes) => files.push(bytes),
+            Err(e) => problems.push(format!("cannot read {what} {}: {e}", path.display())),
+        }
+    }
+    let mut until = String::new();
+    if let [ca, cert, key] = files.as_slice() {
+        match client::check_identity(cert, key, ca, now()) {
+            Ok(u) => until = u,
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "the state folder {} is not usable:\n  {}",
+            dir.0.display(),
+            problems.join("\n  ")
+        ));
+    }
+    Ok(format!(
+        "config OK: agent {} reports to {}; certificate valid until {until}",
+        cfg.agent_id, cfg.collector
+    ))
 }
 
 /// `759 packages, 285 services, ...` for people.

@@ -1,0 +1,246 @@
+//! The agent as a service: `config check` (the unit's ExecStartPre), the
+//! reaction to a revocation, and the Debian package installed into this
+//! machine (CI only).
+
+use muster_tests::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn config_check(state: &Path) -> std::process::Output {
+    run(cmd("muster-agent")
+        .args(["config", "check", "--state-dir"])
+        .arg(state))
+}
+
+/// An enrolled folder passes; a broken one fails with status 2 (the unit
+/// does not restart on it) naming every problem.
+#[test]
+fn config_check_names_what_is_wrong_with_the_state_folder() {
+    let c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let out = config_check(&state);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("config OK") && text.contains(&c.url()),
+        "{text}"
+    );
+    assert!(text.contains("certificate valid until"), "{text}");
+
+    // Not enrolled.
+    let out = config_check(&c.dir.join("nowhere"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enroll"));
+
+    // A key that is not the certificate's, and a CA from elsewhere.
+    let other = c.dir.join("other");
+    c.enroll(&other);
+    std::fs::copy(other.join("key.pem"), state.join("key.pem")).unwrap();
+    let (foreign, _) = muster_collector::pki::Authority::generate("elsewhere").unwrap();
+    std::fs::write(state.join("ca.pem"), &foreign.cert_pem).unwrap();
+    let out = config_check(&state);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not belong to its certificate"), "{err}");
+
+    std::fs::copy(other.join("key.pem"), state.join("key.pem")).unwrap();
+    std::fs::remove_file(state.join("cert.pem")).unwrap();
+    let out = config_check(&state);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot read the agent's certificate"), "{err}");
+}
+
+/// A revoked host's agent says so once and waits (hours), instead of
+/// retrying every minute; its state and history stay on the collector.
+#[test]
+fn a_revoked_agent_says_so_and_stops_retrying() {
+    let c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    linux_image(
+        &root,
+        "revoked-host",
+        &[("bash", "5.2", "install ok installed")],
+        &[],
+    );
+    let once = || {
+        run(cmd("muster-agent")
+            .args(["run", "--once", "--state-dir"])
+            .arg(&state)
+            .arg("--root")
+            .arg(&root))
+    };
+    assert!(once().status.success());
+    let id = c.hosts()[0]["id"].as_str().unwrap().to_string();
+    c.muster(&["hosts", "revoke", &id]);
+    let out = once();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("this host was revoked"), "{err}");
+
+    let log = c.dir.join("agent.log");
+    let mut agent = cmd("muster-agent")
+        .args(["run", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("an operator revoked it").then_some(text)
+    })
+    .expect("the agent logs the revocation");
+    assert!(said.contains("retry_in=\"6h\""), "{said}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("an operator revoked it").count(), 1, "{text}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let h = c.muster(&["host", &id]);
+    assert!(h.contains("REVOKED"), "{h}");
+}
+
+fn sh(program: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn must(program: &str, args: &[&str]) -> String {
+    let out = sh(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The Debian package, built with cargo-deb and installed into this
+/// machine: files and modes, the service user and state folder, a unit
+/// systemd accepts; `dpkg -r` keeps the state, `dpkg -P` deletes it. It
+/// changes the machine, so it runs only where MUSTER_TEST_PACKAGES=1 (as
+/// `.ci/run` sets) and as root.
+#[test]
+fn the_debian_package_installs_and_removes_cleanly() {
+    if std::env::var("MUSTER_TEST_PACKAGES").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: set MUSTER_TEST_PACKAGES=1 (as .ci/run does) to install the package into this machine"
+        );
+        return;
+    }
+    assert_eq!(
+        must("id", &["-u"]).trim(),
+        "0",
+        "installing a package needs root"
+    );
+    let out = TempDir::new("deb");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let build = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .current_dir(workspace)
+        .args(["deb", "-p", "muster-agent", "-o"])
+        .arg(&out.0)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "cargo deb (cargo install cargo-deb): {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let deb = std::fs::read_dir(&out.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    let deb = deb.to_str().unwrap();
+    let listing = must("dpkg-deb", &["-c", deb]);
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/muster-agent"),
+        ("-rw-r--r--", "./lib/systemd/system/muster-agent.service"),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/muster-agent/agent.toml.example",
+        ),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{path} with {mode}:\n{listing}"
+        );
+    }
+
+    must("dpkg", &["-i", deb]);
+    let installed = (|| -> Result<(), String> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = |p: &str| std::fs::metadata(p).map_err(|e| format!("{p}: {e}"));
+        let bin = meta("/usr/bin/muster-agent")?;
+        if bin.permissions().mode() & 0o777 != 0o755 {
+            return Err(format!(
+                "/usr/bin/muster-agent mode {:o}",
+                bin.permissions().mode()
+            ));
+        }
+        let uid: u32 = must("id", &["-u", "muster-agent"]).trim().parse().unwrap();
+        let state = meta("/var/lib/muster-agent")?;
+        if !state.is_dir() || state.permissions().mode() & 0o777 != 0o700 || state.uid() != uid {
+            return Err(format!(
+                "/var/lib/muster-agent: dir {} mode {:o} uid {} (want 0700, {uid})",
+                state.is_dir(),
+                state.permissions().mode(),
+                state.uid()
+            ));
+        }
+        let unit = std::fs::read_to_string("/lib/systemd/system/muster-agent.service")
+            .map_err(|e| e.to_string())?;
+        for d in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "User=muster-agent",
+        ] {
+            if !unit.contains(d) {
+                return Err(format!("the unit lacks {d}"));
+            }
+        }
+        let verify = sh(
+            "systemd-analyze",
+            &["verify", "/lib/systemd/system/muster-agent.service"],
+        );
+        let said = String::from_utf8_lossy(&verify.stderr).to_string();
+        if !verify.status.success() || said.contains("muster-agent") {
+            return Err(format!("systemd-analyze verify: {said}"));
+        }
+        let v = must("/usr/bin/muster-agent", &["--version"]);
+        if !v.contains(env!("CARGO_PKG_VERSION")) {
+            return Err(format!("installed agent says {v}"));
+        }
+        Ok(())
+    })();
+    // Something the agent keeps: remove leaves it, purge deletes it.
+    std::fs::write("/var/lib/muster-agent/agent.toml", "collector = \"x\"\n").unwrap();
+    let removed = sh("dpkg", &["-r", "muster-agent"]);
+    let kept = Path::new("/var/lib/muster-agent/agent.toml").exists();
+    let gone = !Path::new("/usr/bin/muster-agent").exists();
+    let purged = sh("dpkg", &["-P", "muster-agent"]);
+    installed.unwrap();
+    assert!(removed.status.success() && purged.status.success());
+    assert!(gone, "dpkg -r removes the program");
+    assert!(kept, "dpkg -r keeps the agent's state");
+    assert!(
+        !Path::new("/var/lib/muster-agent").exists(),
+        "dpkg -P deletes the state"
+    );
+}
