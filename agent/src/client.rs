@@ -64,6 +64,7 @@ pub async fn enroll(
 
 /// Connects with this agent's identity.
 pub async fn connect_agent(dir: &StateDir, cfg: &AgentConfig) -> Result<AgentClient<Channel>> {
+    dir.recover_identity()?;
     let read = |p: std::path::PathBuf| {
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
     };
@@ -193,15 +194,7 @@ pub fn check_identity(
         cert.validity().not_before.timestamp(),
         cert.validity().not_after.timestamp(),
     );
-    let date = |t: i64| {
-        time::OffsetDateTime::from_unix_timestamp(t)
-            .ok()
-            .and_then(|d| {
-                d.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| t.to_string())
-    };
+    let date = rfc3339;
     if now < from {
         return Err(format!(
             "the agent's certificate is not valid before {} (is the clock right?)",
@@ -215,4 +208,71 @@ pub fn check_identity(
         ));
     }
     Ok(format!("{} ({} days)", date(until), (until - now) / 86400))
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed:
+/// once two thirds of its life have passed.
+pub fn renewal_due(not_before: i64, not_after: i64) -> i64 {
+    not_before + (not_after - not_before) * 2 / 3
+}
+
+/// The validity window (Unix seconds) of the agent's certificate.
+pub fn validity(dir: &StateDir) -> Result<(i64, i64)> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let pem = std::fs::read(dir.cert())
+        .with_context(|| format!("cannot read {}", dir.cert().display()))?;
+    let der = rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .context("the agent's certificate holds no PEM certificate")??;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| anyhow::anyhow!("the agent's certificate does not parse: {e}"))?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// Renews the agent's certificate with a new key made here: the collector
+/// signs it over the current (still valid) identity, and the new pair
+/// replaces the old one only once both are on disk. The new expiry.
+pub async fn renew(dir: &StateDir, cfg: &AgentConfig) -> Result<i64> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
+        .serialize_request(&key)?
+        .pem()?;
+    let mut client = connect_agent(dir, cfg).await?;
+    let resp = client
+        .renew_certificate(v1::RenewCertificateRequest { csr_pem: csr })
+        .await
+        .map_err(|s| {
+            if s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked") {
+                anyhow::Error::new(Revoked(s.message().to_string()))
+            } else {
+                anyhow::anyhow!(
+                    "the collector at {} did not renew the certificate: {}",
+                    cfg.collector,
+                    s.message()
+                )
+            }
+        })?
+        .into_inner();
+    let ca = std::fs::read(dir.ca())?;
+    check_identity(
+        resp.certificate_pem.as_bytes(),
+        key.serialize_pem().as_bytes(),
+        &ca,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .map_err(|e| anyhow::anyhow!("the renewed certificate is not usable: {e}"))?;
+    dir.install_identity(&key.serialize_pem(), &resp.certificate_pem)?;
+    Ok(validity(dir)?.1)
+}
+
+/// Unix seconds as RFC 3339 (UTC), or the number when out of range.
+pub fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }

@@ -9,6 +9,7 @@ mod state;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use client::rfc3339;
 use muster_catalog::{Catalog, evaluate};
 use state::{Report, StateDir};
 use std::path::PathBuf;
@@ -104,6 +105,13 @@ enum Cmd {
         /// Evaluate a snapshot written by `muster-agent collect` instead of scanning
         #[arg(long, conflicts_with = "root")]
         snapshot: Option<PathBuf>,
+    },
+    /// Renew this agent's certificate now, with a new key (run does it by itself at two thirds of its life)
+    #[command(after_help = "Example:\n  muster-agent renew --state-dir /var/lib/muster-agent")]
+    Renew {
+        /// The agent's state folder (made by enroll)
+        #[arg(long, env = "MUSTER_STATE_DIR")]
+        state_dir: PathBuf,
     },
     /// Check the agent's configuration (the state folder)
     Config {
@@ -311,6 +319,16 @@ async fn run(cmd: Cmd) -> Result<()> {
                 }
             }
         }
+        Cmd::Renew { state_dir } => {
+            let dir = StateDir(state_dir);
+            let cfg = dir.load_config()?;
+            let until = client::renew(&dir, &cfg).await?;
+            println!(
+                "certificate renewed with a new key; valid until {}",
+                rfc3339(until)
+            );
+            Ok(())
+        }
         Cmd::Config {
             cmd: ConfigCmd::Check { state_dir },
         } => {
@@ -427,8 +445,31 @@ fn shutdown() -> impl std::future::Future<Output = ()> {
 }
 
 /// One round: scan, spool, then send every spooled report oldest first.
+/// Renews the certificate when two thirds of its life have passed. A
+/// failure is logged and the check-in goes on with the current
+/// certificate, which is still valid; the next check-in tries again.
+async fn renew_if_due(dir: &StateDir, cfg: &state::AgentConfig) -> Result<()> {
+    let (from, until) = client::validity(dir)?;
+    if now() < client::renewal_due(from, until) {
+        return Ok(());
+    }
+    match client::renew(dir, cfg).await {
+        Ok(new_until) => {
+            tracing::info!(valid_until = %rfc3339(new_until), "certificate renewed with a new key");
+            Ok(())
+        }
+        Err(e) if e.downcast_ref::<client::Revoked>().is_some() => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), expires = %rfc3339(until), "certificate renewal failed; trying again at the next check-in");
+            Ok(())
+        }
+    }
+}
+
 async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> Result<()> {
     let cfg = dir.load_config()?;
+    dir.recover_identity()?;
+    renew_if_due(dir, &cfg).await?;
     let mut progress = dir.load_progress()?;
     let (report, errors) = take_report(root, catalog, progress.next_sequence);
     for e in errors.iter().filter(|e| e.partial) {

@@ -88,6 +88,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to` and syncs the folder, so the rename survives a
+/// power cut.
+fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to)
+        .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))?;
+    if let Some(dir) = to.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 impl StateDir {
     /// `agent.toml`.
     pub fn config(&self) -> PathBuf {
@@ -110,6 +123,39 @@ impl StateDir {
     }
     fn spool(&self) -> PathBuf {
         self.0.join("spool")
+    }
+
+    /// Replaces the agent's key and certificate with a renewed pair so that
+    /// a crash at any point leaves a matching pair: both new files are
+    /// written in full first, then the key and the certificate are renamed
+    /// in turn; [`StateDir::recover_identity`] finishes a switch a crash
+    /// interrupted.
+    pub fn install_identity(&self, key_pem: &str, cert_pem: &str) -> Result<()> {
+        write_atomic(&self.new_of(&self.key()), key_pem.as_bytes(), 0o600)?;
+        write_atomic(&self.new_of(&self.cert()), cert_pem.as_bytes(), 0o644)?;
+        self.recover_identity()
+    }
+
+    /// Finishes or undoes a key and certificate switch that a crash
+    /// interrupted: with the new certificate written, the switch goes on
+    /// (the collector has recorded it); with only the new key, it is
+    /// dropped and the old pair stays.
+    pub fn recover_identity(&self) -> Result<()> {
+        let (new_key, new_cert) = (self.new_of(&self.key()), self.new_of(&self.cert()));
+        if new_cert.exists() {
+            if new_key.exists() {
+                rename_durably(&new_key, &self.key())?;
+            }
+            rename_durably(&new_cert, &self.cert())?;
+        } else if new_key.exists() {
+            std::fs::remove_file(&new_key)
+                .with_context(|| format!("cannot remove {}", new_key.display()))?;
+        }
+        Ok(())
+    }
+
+    fn new_of(&self, path: &Path) -> PathBuf {
+        path.with_extension("new.pem")
     }
 
     /// Reads `agent.toml`; a folder without one was never enrolled.
@@ -234,6 +280,53 @@ mod tests {
             detections: vec![],
             catalog_version: String::new(),
         }
+    }
+
+    #[test]
+    fn a_switch_of_identity_interrupted_anywhere_leaves_a_matching_pair() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir(tmp.path().to_path_buf());
+        let pair = |d: &StateDir| {
+            (
+                std::fs::read_to_string(d.key()).unwrap(),
+                std::fs::read_to_string(d.cert()).unwrap(),
+            )
+        };
+        let reset = || {
+            for f in ["key.pem", "cert.pem", "key.new.pem", "cert.new.pem"] {
+                let _ = std::fs::remove_file(tmp.path().join(f));
+            }
+            std::fs::write(dir.key(), "old key").unwrap();
+            std::fs::write(dir.cert(), "old cert").unwrap();
+        };
+        let new = || ("new key".to_string(), "new cert".to_string());
+        let old = || ("old key".to_string(), "old cert".to_string());
+        // The whole switch.
+        reset();
+        dir.install_identity("new key", "new cert").unwrap();
+        assert_eq!(pair(&dir), new());
+        assert!(!dir.new_of(&dir.key()).exists() && !dir.new_of(&dir.cert()).exists());
+        // Crashed after writing the new key only: the old pair stays.
+        reset();
+        std::fs::write(dir.new_of(&dir.key()), "new key").unwrap();
+        dir.recover_identity().unwrap();
+        assert_eq!(pair(&dir), old());
+        // Crashed with both new files written: the switch goes on.
+        reset();
+        std::fs::write(dir.new_of(&dir.key()), "new key").unwrap();
+        std::fs::write(dir.new_of(&dir.cert()), "new cert").unwrap();
+        dir.recover_identity().unwrap();
+        assert_eq!(pair(&dir), new());
+        // Crashed between the two renames: the certificate follows the key.
+        reset();
+        std::fs::write(dir.key(), "new key").unwrap();
+        std::fs::write(dir.new_of(&dir.cert()), "new cert").unwrap();
+        dir.recover_identity().unwrap();
+        assert_eq!(pair(&dir), new());
+        // Nothing interrupted: nothing changes.
+        reset();
+        dir.recover_identity().unwrap();
+        assert_eq!(pair(&dir), old());
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl Default for Config {
             stale_after_intervals: 3,
             max_checkin_bytes: 16 * 1024 * 1024,
             max_section_items: 100_000,
-            agent_certificate_days: 90,
+            agent_certificate_days: 30,
             max_connections: 10_000,
             log_format: "human".into(),
             catalog_dir: None,
@@ -222,8 +222,9 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 # max_checkin_bytes = 16777216
 # max_section_items = 100000
 
-# Validity of the certificates issued to agents, in days.
-# agent_certificate_days = 90
+# Validity of the certificates issued to agents, in days. Agents renew
+# theirs (a new key each time) when two thirds of it have passed.
+# agent_certificate_days = 30
 
 # Most TLS connections served at once.
 # max_connections = 10000

@@ -5,7 +5,8 @@ use crate::pki::Issued;
 use crate::rfc3339;
 use crate::server::{State, peer};
 use crate::store::{
-    CheckIn, CheckInOutcome, EnrollError, HostFilter, HostRow, ImportOutcome, StoreError, now,
+    CheckIn, CheckInOutcome, EnrollError, HostFilter, HostRow, ImportOutcome, RenewError,
+    StoreError, now,
 };
 use muster_catalog::evaluate;
 use muster_proto::v1;
@@ -228,6 +229,48 @@ impl v1::agent_server::Agent for AgentService {
             }
         }
         Ok(Response::new(resp))
+    }
+
+    async fn renew_certificate(
+        &self,
+        req: Request<v1::RenewCertificateRequest>,
+    ) -> Result<Response<v1::RenewCertificateResponse>, Status> {
+        let who = peer(&req)?;
+        let csr = req.into_inner().csr_pem;
+        let st = &self.0;
+        let days = st.config.agent_certificate_days;
+        let issued = st
+            .store
+            .renew_certificate(&who.id, || {
+                st.authority
+                    .sign_agent_csr(&csr, &who.id, days)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(host = %who.id, error = %e, "certificate renewal refused");
+                renew_refused(&who.id, e)
+            })?;
+        tracing::info!(host = %who.id, serial = %issued.serial, days, "agent certificate renewed");
+        Ok(Response::new(v1::RenewCertificateResponse {
+            certificate_pem: issued.cert_pem,
+            ca_pem: st.authority.cert_pem.clone(),
+        }))
+    }
+}
+
+/// `Agent.RenewCertificate`'s refusals, for an agent to act on.
+fn renew_refused(id: &str, e: RenewError) -> Status {
+    match e {
+        RenewError::Unknown => {
+            Status::permission_denied(format!("host {id} is not enrolled with this collector"))
+        }
+        RenewError::Revoked => Status::permission_denied(format!(
+            "host {id} was revoked by an operator; its certificate is not renewed \
+             (enroll it again with a new token to bring it back)"
+        )),
+        RenewError::Sign(e) => Status::invalid_argument(e),
+        RenewError::Store(e) => internal(e),
     }
 }
 

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-pub use outbox::{Cursor, ExporterStatus, OutboxEvent};
+pub use outbox::{Cursor, ExporterStatus, OutboxEvent, RenewError};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

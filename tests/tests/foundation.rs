@@ -281,6 +281,8 @@ fn every_command_has_help_with_an_example() {
         ("muster", vec!["siem", "test"]),
         ("muster", vec!["hosts", "revoke"]),
         ("muster-agent", vec!["collect"]),
+        ("muster-agent", vec!["renew"]),
+        ("muster-agent", vec!["config", "check"]),
     ] {
         let out = ok(cmd(bin).args(&args).arg("--help"));
         assert!(

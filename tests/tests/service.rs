@@ -244,3 +244,100 @@ fn the_debian_package_installs_and_removes_cleanly() {
         "dpkg -P deletes the state"
     );
 }
+
+/// Agent certificates are renewed with a new key: on demand (`muster-agent
+/// renew`) and by itself once two thirds of the certificate's life have
+/// passed; the collector records the new serial and a timeline event; a
+/// revoked host gets no new certificate.
+#[test]
+fn certificates_are_renewed_with_a_new_key_before_they_expire() {
+    use muster_collector::pki::{Authority, Role};
+    let c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    linux_image(
+        &root,
+        "renewing",
+        &[("bash", "5.2", "install ok installed")],
+        &[],
+    );
+    let once = || {
+        run(cmd("muster-agent")
+            .args(["run", "--once", "--state-dir"])
+            .arg(&state)
+            .arg("--root")
+            .arg(&root))
+    };
+    assert!(once().status.success());
+    let id = c.hosts()[0]["id"].as_str().unwrap().to_string();
+    let host = || -> serde_json::Value {
+        serde_json::from_str(&c.muster(&["host", &id, "--format", "json"])).unwrap()
+    };
+    let read = |f: &str| std::fs::read_to_string(state.join(f)).unwrap();
+    let (key0, cert0, serial0) = (
+        read("key.pem"),
+        read("cert.pem"),
+        host()["certificate_serial"].clone(),
+    );
+
+    let out = ok(cmd("muster-agent")
+        .args(["renew", "--state-dir"])
+        .arg(&state));
+    assert!(out.contains("certificate renewed with a new key"), "{out}");
+    assert_ne!(read("key.pem"), key0, "a new key");
+    assert_ne!(read("cert.pem"), cert0);
+    let h = host();
+    assert_ne!(h["certificate_serial"], serial0, "{h}");
+    assert!(
+        h["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "certificate_renewed"),
+        "{h}"
+    );
+    assert!(
+        once().status.success(),
+        "check-ins go on with the new identity"
+    );
+
+    // A certificate 20 of its 30 days old: the next check-in renews it.
+    let ca = Authority::load(
+        &std::fs::read_to_string(c.data().join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(c.data().join("ca-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let aged = ca
+        .client_cert_between(
+            Role::Agent,
+            &id,
+            now - time::Duration::days(20) - time::Duration::minutes(1),
+            now + time::Duration::days(10) - time::Duration::minutes(1),
+        )
+        .unwrap();
+    std::fs::write(state.join("cert.pem"), &aged.cert_pem).unwrap();
+    std::fs::write(state.join("key.pem"), &aged.key_pem).unwrap();
+    let out = once();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("certificate renewed with a new key"), "{log}");
+    assert_ne!(read("cert.pem"), aged.cert_pem);
+    let check = ok(cmd("muster-agent")
+        .args(["config", "check", "--state-dir"])
+        .arg(&state));
+    assert!(
+        check.contains("(29 days)") || check.contains("(30 days)"),
+        "{check}"
+    );
+
+    // Revoked: no new certificate.
+    c.muster(&["hosts", "revoke", &id]);
+    let err = fails(
+        cmd("muster-agent")
+            .args(["renew", "--state-dir"])
+            .arg(&state),
+    );
+    assert!(err.contains("revoked"), "{err}");
+}

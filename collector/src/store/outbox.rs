@@ -611,3 +611,65 @@ impl Store {
         })
     }
 }
+
+/// Why a certificate was not renewed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// No such host.
+    #[error("unknown host")]
+    Unknown,
+    /// The host was revoked.
+    #[error("the host was revoked")]
+    Revoked,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing failed.
+    #[error("cannot issue the certificate: {0}")]
+    Sign(String),
+}
+
+impl Store {
+    /// Issues host `id` a new certificate (`issue`) and records its serial,
+    /// with a `certificate_renewed` event, in one transaction: a revoked or
+    /// unknown host gets nothing.
+    pub async fn renew_certificate<F>(
+        &self,
+        id: &str,
+        issue: F,
+    ) -> Result<crate::pki::Issued, RenewError>
+    where
+        F: FnOnce() -> Result<crate::pki::Issued, String>,
+    {
+        let t = now();
+        on_pool!(self, |pool| {
+            let mut tx = pool
+                .begin_with(self.begin_sql())
+                .await
+                .map_err(StoreError::from)?;
+            let row: Option<Option<i64>> = sqlx::query_scalar(self.locked(
+                "SELECT revoked_at FROM hosts WHERE id = $1",
+                "SELECT revoked_at FROM hosts WHERE id = $1 FOR UPDATE",
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            match row {
+                None => return Err(RenewError::Unknown),
+                Some(Some(_)) => return Err(RenewError::Revoked),
+                Some(None) => {}
+            }
+            let issued = issue().map_err(RenewError::Sign)?;
+            sqlx::query("UPDATE hosts SET cert_serial = $1 WHERE id = $2")
+                .bind(&issued.serial)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            insert_events!(tx, &[Event::new(id, t, "certificate_renewed")]);
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(issued)
+        })
+    }
+}
