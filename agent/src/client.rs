@@ -57,19 +57,20 @@ pub async fn enroll(
     let cfg = AgentConfig {
         collector: url.to_string(),
         agent_id: resp.agent_id.clone(),
+        fallback: Vec::new(),
     };
     write_atomic(&dir.config(), toml::to_string(&cfg)?.as_bytes(), 0o644)?;
     Ok(resp.agent_id)
 }
 
 /// Connects with this agent's identity.
-pub async fn connect_agent(dir: &StateDir, cfg: &AgentConfig) -> Result<AgentClient<Channel>> {
+pub async fn connect_agent(dir: &StateDir, url: &str) -> Result<AgentClient<Channel>> {
     dir.recover_identity()?;
     let read = |p: std::path::PathBuf| {
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
     };
     let channel = connect(
-        &cfg.collector,
+        url,
         &read(dir.ca())?,
         Some((read(dir.cert())?, read(dir.key())?)),
     )
@@ -238,7 +239,7 @@ pub async fn renew(dir: &StateDir, cfg: &AgentConfig) -> Result<i64> {
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
         .serialize_request(&key)?
         .pem()?;
-    let mut client = connect_agent(dir, cfg).await?;
+    let mut client = connect_agent(dir, &cfg.collector).await?;
     let resp = client
         .renew_certificate(v1::RenewCertificateRequest { csr_pem: csr })
         .await

@@ -295,26 +295,38 @@ async fn run(cmd: Cmd) -> Result<()> {
             // was not acknowledged stays in the spool.
             let stop = shutdown();
             tokio::pin!(stop);
+            let mut failures = 0u32;
             loop {
                 let outcome = tokio::select! {
                     r = check_in(&dir, &root, &catalog) => r,
                     _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
                 };
+                let interval = dir
+                    .load_progress()
+                    .map(|p| p.interval_seconds)
+                    .unwrap_or(0)
+                    .max(10);
                 let wait = match outcome {
-                    Ok(()) => dir.load_progress()?.interval_seconds.max(10),
+                    Ok(()) => {
+                        failures = 0;
+                        // Up to 10% jitter, so a fleet restarted together
+                        // spreads out.
+                        interval + rand::random::<u64>() % (interval / 10 + 1)
+                    }
                     Err(e) if e.downcast_ref::<client::Revoked>().is_some() => {
                         tracing::error!(error = %format!("{e:#}"), retry_in = "6h", "the collector refuses this host: an operator revoked it; enroll it again with a new token to bring it back");
                         REVOKED_RETRY_SECONDS
                     }
                     Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "check-in failed; the report stays in the spool");
-                        60
+                        failures += 1;
+                        // Never longer than the interval, nor an hour.
+                        let wait = retry_after_failure(failures, interval.min(3600));
+                        tracing::error!(error = %format!("{e:#}"), failures, retry_in_seconds = wait, "check-in failed; the report stays in the spool");
+                        wait
                     }
                 };
-                // Up to 10% jitter, so a fleet restarted together spreads out.
-                let jitter = rand::random::<u64>() % (wait / 10 + 1);
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(wait + jitter)) => {}
+                    _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
                     _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
                 }
             }
@@ -483,32 +495,64 @@ async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> 
     progress.next_sequence += 1;
     dir.spool_report(&report)?;
     dir.save_progress(&progress)?;
-    let mut client = client::connect_agent(dir, &cfg).await?;
+    let mut last = None;
+    let addresses: Vec<&str> = cfg.addresses().collect();
+    for (i, url) in addresses.iter().enumerate() {
+        match send_pending(dir, url, &mut progress).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.downcast_ref::<client::Revoked>().is_some() => return Err(e),
+            Err(e) => {
+                if let Some(next) = addresses.get(i + 1) {
+                    tracing::warn!(collector = %url, next = %next, error = %format!("{e:#}"), "check-in failed; trying the next address");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("a configuration names at least one address"))
+}
+
+/// Sends every spooled report, oldest first, to `url`; each leaves the
+/// spool only once acknowledged.
+async fn send_pending(dir: &StateDir, url: &str, progress: &mut state::Progress) -> Result<()> {
+    let mut client = client::connect_agent(dir, url).await?;
     for r in dir.pending()? {
-        let sent = client::send(&mut client, &cfg.collector, &r, &mut progress).await?;
-        dir.save_progress(&progress)?;
+        let sent = client::send(&mut client, url, &r, progress).await?;
+        dir.save_progress(progress)?;
         dir.remove_pending(r.sequence)?;
         tracing::info!(
             sequence = r.sequence,
             sections_sent = sent,
             detections = r.detections.len(),
-            collector = %cfg.collector,
+            collector = %url,
             "check-in acknowledged"
         );
     }
     Ok(())
 }
 
+/// How long to wait after the `failures`-th failure in a row: exponential
+/// from 10 s, capped at `cap`, with full jitter (anywhere between 1 s and
+/// the exponential value), so that agents that failed together do not
+/// return together.
+fn retry_after_failure(failures: u32, cap: u64) -> u64 {
+    let ceiling = 10u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(cap.max(10));
+    rand::random_range(1..=ceiling)
+}
+
 /// What `config check` checks: every problem at once, or a summary.
 fn config_check(dir: &StateDir) -> Result<String, String> {
     let cfg = dir.load_config().map_err(|e| format!("{e:#}"))?;
     let mut problems = Vec::new();
-    if !cfg.collector.starts_with("https://") {
-        problems.push(format!(
-            "collector = {:?} in {} is not an https:// URL",
-            cfg.collector,
-            dir.config().display()
-        ));
+    for url in cfg.addresses() {
+        if !url.starts_with("https://") {
+            problems.push(format!(
+                "{url:?} in {} is not an https:// URL",
+                dir.config().display()
+            ));
+        }
     }
     let mut files = Vec::new();
     for (path, what) in [
@@ -631,5 +675,22 @@ fn print_scan(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_full_jitter_up_to_the_cap() {
+        for _ in 0..200 {
+            assert!((1..=10).contains(&retry_after_failure(1, 3600)));
+            assert!((1..=40).contains(&retry_after_failure(3, 3600)));
+            assert!((1..=600).contains(&retry_after_failure(30, 600)));
+        }
+        // Full jitter: the waits spread over the whole range.
+        let waits: Vec<u64> = (0..500).map(|_| retry_after_failure(10, 3600)).collect();
+        assert!(waits.iter().any(|w| *w < 600) && waits.iter().any(|w| *w > 3000));
     }
 }

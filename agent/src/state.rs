@@ -29,6 +29,17 @@ pub struct AgentConfig {
     pub collector: String,
     /// The id the collector assigned (also in the certificate).
     pub agent_id: String,
+    /// Other addresses of the same collector deployment, tried in turn
+    /// when `collector` cannot be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
+}
+
+impl AgentConfig {
+    /// Every address, `collector` first.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.collector.as_str()).chain(self.fallback.iter().map(String::as_str))
+    }
 }
 
 /// `state.json`.

@@ -341,3 +341,256 @@ fn certificates_are_renewed_with_a_new_key_before_they_expire() {
     );
     assert!(err.contains("revoked"), "{err}");
 }
+
+/// The sequence numbers of every check-in the collector stored for its
+/// one host, in the order it stored them.
+fn stored_sequences(c: &Collector) -> Vec<i64> {
+    let db = c.data().join("muster.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT sequence FROM checkins ORDER BY rowid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    })
+}
+
+fn set_addresses(state: &Path, collector: &str, fallback: &[&str]) {
+    let path = state.join("agent.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let id = text
+        .lines()
+        .find(|l| l.starts_with("agent_id"))
+        .unwrap()
+        .to_string();
+    let list: Vec<String> = fallback.iter().map(|u| format!("{u:?}")).collect();
+    std::fs::write(
+        path,
+        format!(
+            "collector = {collector:?}\n{id}\nfallback = [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
+/// The collector down for several check-ins, then up: every spooled report
+/// arrives, in order. An address that does not answer is passed over for
+/// the next one in the configuration.
+#[test]
+fn reports_spooled_through_an_outage_all_arrive_in_order() {
+    let mut c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    let once = |pkgs: &[(&str, &str, &str)]| {
+        linux_image(&root, "outage", pkgs, &[]);
+        run(cmd("muster-agent")
+            .args(["run", "--once", "--state-dir"])
+            .arg(&state)
+            .arg("--root")
+            .arg(&root))
+    };
+    let bash = ("bash", "5.2", "install ok installed");
+    let kesl = ("kesl", "12.1", "install ok installed");
+    assert!(once(&[bash]).status.success());
+    c.kill();
+    for pkgs in [&[bash, kesl][..], &[bash], &[bash, kesl]] {
+        let out = once(pkgs);
+        assert!(
+            !out.status.success(),
+            "a check-in succeeded with the collector down"
+        );
+    }
+    let spooled = std::fs::read_dir(state.join("spool")).unwrap().count();
+    assert_eq!(spooled, 3, "three reports wait in the spool");
+    c.restart();
+    // The first address answers nothing; the second is the collector.
+    let dead = format!("https://localhost:{}", free_port());
+    set_addresses(&state, &dead, &[&c.url()]);
+    let out = once(&[bash, kesl]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("trying the next address"), "{log}");
+    assert_eq!(
+        stored_sequences(&c),
+        vec![1, 2, 3, 4, 5],
+        "every report, in order"
+    );
+    assert_eq!(std::fs::read_dir(state.join("spool")).unwrap().count(), 0);
+    // The timeline saw kesl come, go and come back.
+    let id = c.hosts()[0]["id"].as_str().unwrap().to_string();
+    let h: serde_json::Value =
+        serde_json::from_str(&c.muster(&["host", &id, "--format", "json"])).unwrap();
+    let kinds: Vec<&str> = h["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["enrolled", "detected", "removed", "detected"],
+        "{h}"
+    );
+}
+
+/// A TCP relay to `upstream` that passes the client's bytes on at once and
+/// the server's three seconds late: a collector's acknowledgement is on its
+/// way long after the collector stored the report.
+fn slow_relay(upstream: u16) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_client, &mut to_server);
+            });
+            let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+            let mut from_server = server;
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n @ 1..) = std::io::Read::read(&mut from_server, &mut buf) {
+                    let _ = tx.send((std::time::Instant::now(), buf[..n].to_vec()));
+                }
+            });
+            let mut to_client = client;
+            std::thread::spawn(move || {
+                for (at, bytes) in rx {
+                    std::thread::sleep(
+                        (at + Duration::from_secs(3))
+                            .saturating_duration_since(std::time::Instant::now()),
+                    );
+                    if std::io::Write::write_all(&mut to_client, &bytes).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The agent killed (SIGKILL) while it waits for the acknowledgement of a
+/// report the collector has already stored: the report stays in the spool,
+/// is sent again, and the collector takes the replay as a duplicate.
+#[test]
+fn an_agent_killed_mid_send_loses_nothing_and_applies_nothing_twice() {
+    let c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    linux_image(
+        &root,
+        "killed",
+        &[("kesl", "12.1", "install ok installed")],
+        &[],
+    );
+    let relay = slow_relay(c.port);
+    set_addresses(&state, &format!("https://localhost:{relay}"), &[]);
+    let mut agent = cmd("muster-agent")
+        .args(["run", "--once", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), || {
+        c.log().contains("check-in accepted").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the collector never stored the report: {}", c.log()));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(
+        std::fs::read_dir(state.join("spool")).unwrap().count(),
+        1,
+        "the unacknowledged report stays in the spool"
+    );
+    set_addresses(&state, &c.url(), &[]);
+    ok(cmd("muster-agent")
+        .args(["run", "--once", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root));
+    assert!(c.log().contains("check-in already stored"), "{}", c.log());
+    assert_eq!(
+        stored_sequences(&c),
+        vec![1, 2],
+        "report 1 once, then the next"
+    );
+    let id = c.hosts()[0]["id"].as_str().unwrap().to_string();
+    let h: serde_json::Value =
+        serde_json::from_str(&c.muster(&["host", &id, "--format", "json"])).unwrap();
+    let detected = h["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "detected")
+        .count();
+    assert_eq!(detected, 1, "{h}");
+}
+
+/// A state folder the agent cannot write (here its spool replaced by a
+/// file, which fails even for root; a full disk fails the same write): a
+/// clear error in the log, the agent keeps running, and recovers.
+#[test]
+fn an_unwritable_spool_is_reported_and_the_agent_recovers() {
+    let c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let root = c.dir.join("img");
+    linux_image(
+        &root,
+        "full-disk",
+        &[("bash", "5.2", "install ok installed")],
+        &[],
+    );
+    let spool = state.join("spool");
+    let _ = std::fs::remove_dir_all(&spool);
+    std::fs::write(&spool, "not a folder").unwrap();
+    let log = c.dir.join("agent.log");
+    let mut agent = cmd("muster-agent")
+        .args(["run", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("check-in failed").then_some(text)
+    })
+    .expect("the agent reports the failure");
+    assert!(
+        said.contains(&spool.display().to_string()),
+        "the error names the path: {said}"
+    );
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+    std::fs::remove_file(&spool).unwrap();
+    wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("check-in acknowledged")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no recovery: {}", std::fs::read_to_string(&log).unwrap()));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(c.hosts()[0]["hostname"], "full-disk");
+}
