@@ -302,6 +302,30 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing in-flight requests");
 }
 
+/// On SIGHUP, reads the server certificate, its key and the CA bundle
+/// again; the next TLS handshakes use them. A bad file is logged and the
+/// current configuration kept.
+async fn reload_on_sighup(
+    dir: DataDir,
+    tls: tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls_config(&dir) {
+            Ok(cfg) => {
+                let _ = tls.send(Arc::new(cfg));
+                tracing::info!(cert = %dir.server_cert().display(), ca = %dir.ca_cert().display(), "SIGHUP: server certificate and CA bundle reloaded; new connections use them");
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "SIGHUP: cannot reload the TLS files; keeping the current ones");
+            }
+        }
+    }
+}
+
 async fn run_server(dir: DataDir, config: Config) -> Result<()> {
     let tls = tls_config(&dir)?;
     let authority = Authority::load(
@@ -363,6 +387,8 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
             }
         }));
     }
+    let (tls_now, tls) = tokio::sync::watch::channel(Arc::new(tls));
+    tokio::spawn(reload_on_sighup(dir.clone(), tls_now));
     let result = serve(listener, tls, state, async move {
         shutdown_signal().await;
         let _ = stop.send(true);

@@ -139,14 +139,15 @@ pub fn peer<T>(req: &Request<T>) -> Result<Peer, Status> {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
-/// calls finish and returns.
+/// calls finish and returns. Each connection is accepted with the TLS
+/// configuration `tls` holds at that moment, so a new server certificate
+/// or CA bundle (SIGHUP) applies to the next handshake without a restart.
 pub async fn serve(
     listener: TcpListener,
-    tls: rustls::ServerConfig,
+    tls: tokio::sync::watch::Receiver<Arc<rustls::ServerConfig>>,
     state: Arc<State>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
     let limit = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     let (tx, rx) = tokio::sync::mpsc::channel(128);
     let accept = tokio::spawn(async move {
@@ -163,7 +164,7 @@ pub async fn serve(
                 tracing::warn!(peer = %addr, "connection refused: max_connections reached");
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let acceptor = TlsAcceptor::from(tls.borrow().clone());
             let tx = tx.clone();
             tokio::spawn(async move {
                 let handshake =

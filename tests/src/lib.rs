@@ -250,6 +250,15 @@ impl Collector {
         }
     }
 
+    /// Sends `signal` (`HUP`, `STOP`...) to the running collector.
+    pub fn signal(&self, signal: &str) {
+        let c = self.child.as_ref().expect("running");
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(c.id().to_string())
+            .status();
+    }
+
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");

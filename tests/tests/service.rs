@@ -594,3 +594,87 @@ fn an_unwritable_spool_is_reported_and_the_agent_recovers() {
     let _ = agent.wait();
     assert_eq!(c.hosts()[0]["hostname"], "full-disk");
 }
+
+/// The certificate the collector presents to a new connection (DER).
+fn served_certificate(c: &Collector) -> Vec<u8> {
+    let ca = std::fs::read(c.data().join("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let port = c.port;
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap();
+            tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+        })
+}
+
+/// A new server certificate is taken on SIGHUP, without a restart, by the
+/// next connections; a bad one is refused with a log line and the current
+/// one kept.
+#[test]
+fn the_server_certificate_is_replaced_on_sighup() {
+    use muster_collector::pki::Authority;
+    let c = Collector::start();
+    let state = c.dir.join("agent");
+    c.enroll(&state);
+    let before = served_certificate(&c);
+    let ca = Authority::load(
+        &std::fs::read_to_string(c.data().join("ca.pem")).unwrap(),
+        &std::fs::read_to_string(c.data().join("ca-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let fresh = ca.server_cert("localhost").unwrap();
+    std::fs::write(c.data().join("server.pem"), &fresh.cert_pem).unwrap();
+    std::fs::write(c.data().join("server-key.pem"), &fresh.key_pem).unwrap();
+    c.signal("HUP");
+    let after = wait_for(Duration::from_secs(10), || {
+        let now = served_certificate(&c);
+        (now != before).then_some(now)
+    })
+    .unwrap_or_else(|| panic!("the new certificate was not served: {}", c.log()));
+    let fresh_der: Vec<u8> = rustls_pemfile::certs(&mut fresh.cert_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    assert_eq!(after, fresh_der);
+    assert!(
+        c.log()
+            .contains("server certificate and CA bundle reloaded")
+    );
+    // Agents go on without noticing.
+    let root = c.dir.join("img");
+    linux_image(&root, "reloaded", &[], &[]);
+    ok(cmd("muster-agent")
+        .args(["run", "--once", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&root));
+
+    // A broken key: refused, logged, the current certificate kept.
+    std::fs::write(c.data().join("server-key.pem"), "not a key").unwrap();
+    c.signal("HUP");
+    wait_for(Duration::from_secs(10), || {
+        c.log()
+            .contains("cannot reload the TLS files")
+            .then_some(())
+    })
+    .expect("the bad file is reported");
+    assert_eq!(served_certificate(&c), fresh_der);
+}
