@@ -306,6 +306,19 @@ impl Collector {
             .arg(state));
     }
 
+    /// An agent enrolled into `DIR/agent` and a Linux image `DIR/img` named
+    /// `hostname` holding `packages`: (state folder, image root).
+    pub fn agent_with_image(
+        &self,
+        hostname: &str,
+        packages: &[(&str, &str, &str)],
+    ) -> (PathBuf, PathBuf) {
+        let (state, root) = (self.dir.join("agent"), self.dir.join("img"));
+        self.enroll(&state);
+        linux_image(&root, hostname, packages, &[]);
+        (state, root)
+    }
+
     /// `muster ... ARGS` as the first operator; must succeed.
     pub fn muster(&self, args: &[&str]) -> String {
         ok(cmd("muster")
@@ -457,6 +470,15 @@ pub fn linux_image(root: &Path, hostname: &str, packages: &[(&str, &str, &str)],
             "[Service]\nExecStart=/bin/true\n",
         );
     }
+}
+
+/// `muster-agent run --once` for the agent in `state` on the image `root`.
+pub fn agent_once(state: &Path, root: &Path) -> Output {
+    run(cmd("muster-agent")
+        .args(["run", "--once", "--state-dir"])
+        .arg(state)
+        .arg("--root")
+        .arg(root))
 }
 
 /// An agent's state folder's `state.json`, parsed.

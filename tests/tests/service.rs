@@ -7,6 +7,31 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+/// Starts `muster-agent run` (not --once) logging to `log`, and waits until
+/// the log says `what`: the running agent and its log so far.
+fn run_until_logged(
+    state: &Path,
+    root: &Path,
+    log: &Path,
+    what: &str,
+) -> (std::process::Child, String) {
+    let agent = cmd("muster-agent")
+        .args(["run", "--state-dir"])
+        .arg(state)
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let said = wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.contains(what).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("the agent never logged {what:?}"));
+    (agent, said)
+}
+
 fn config_check(state: &Path) -> std::process::Output {
     run(cmd("muster-agent")
         .args(["config", "check", "--state-dir"])
@@ -58,22 +83,9 @@ fn config_check_names_what_is_wrong_with_the_state_folder() {
 #[test]
 fn a_revoked_agent_says_so_and_stops_retrying() {
     let c = Collector::start();
-    let state = c.dir.join("agent");
-    c.enroll(&state);
-    let root = c.dir.join("img");
-    linux_image(
-        &root,
-        "revoked-host",
-        &[("bash", "5.2", "install ok installed")],
-        &[],
-    );
-    let once = || {
-        run(cmd("muster-agent")
-            .args(["run", "--once", "--state-dir"])
-            .arg(&state)
-            .arg("--root")
-            .arg(&root))
-    };
+    let (state, root) =
+        c.agent_with_image("revoked-host", &[("bash", "5.2", "install ok installed")]);
+    let once = || agent_once(&state, &root);
     assert!(once().status.success());
     let id = c.hosts()[0]["id"].as_str().unwrap().to_string();
     c.muster(&["hosts", "revoke", &id]);
@@ -83,20 +95,7 @@ fn a_revoked_agent_says_so_and_stops_retrying() {
     assert!(err.contains("this host was revoked"), "{err}");
 
     let log = c.dir.join("agent.log");
-    let mut agent = cmd("muster-agent")
-        .args(["run", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let said = wait_for(Duration::from_secs(20), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.contains("an operator revoked it").then_some(text)
-    })
-    .expect("the agent logs the revocation");
+    let (mut agent, said) = run_until_logged(&state, &root, &log, "an operator revoked it");
     assert!(said.contains("retry_in=\"6h\""), "{said}");
     std::thread::sleep(Duration::from_secs(3));
     assert!(
@@ -253,22 +252,8 @@ fn the_debian_package_installs_and_removes_cleanly() {
 fn certificates_are_renewed_with_a_new_key_before_they_expire() {
     use muster_collector::pki::{Authority, Role};
     let c = Collector::start();
-    let state = c.dir.join("agent");
-    c.enroll(&state);
-    let root = c.dir.join("img");
-    linux_image(
-        &root,
-        "renewing",
-        &[("bash", "5.2", "install ok installed")],
-        &[],
-    );
-    let once = || {
-        run(cmd("muster-agent")
-            .args(["run", "--once", "--state-dir"])
-            .arg(&state)
-            .arg("--root")
-            .arg(&root))
-    };
+    let (state, root) = c.agent_with_image("renewing", &[("bash", "5.2", "install ok installed")]);
+    let once = || agent_once(&state, &root);
     assert!(once().status.success());
     let id = c.hosts()[0]["id"].as_str().unwrap().to_string();
     let host = || -> serde_json::Value {
@@ -389,11 +374,7 @@ fn reports_spooled_through_an_outage_all_arrive_in_order() {
     let root = c.dir.join("img");
     let once = |pkgs: &[(&str, &str, &str)]| {
         linux_image(&root, "outage", pkgs, &[]);
-        run(cmd("muster-agent")
-            .args(["run", "--once", "--state-dir"])
-            .arg(&state)
-            .arg("--root")
-            .arg(&root))
+        agent_once(&state, &root)
     };
     let bash = ("bash", "5.2", "install ok installed");
     let kesl = ("kesl", "12.1", "install ok installed");
@@ -486,15 +467,7 @@ fn slow_relay(upstream: u16) -> u16 {
 #[test]
 fn an_agent_killed_mid_send_loses_nothing_and_applies_nothing_twice() {
     let c = Collector::start();
-    let state = c.dir.join("agent");
-    c.enroll(&state);
-    let root = c.dir.join("img");
-    linux_image(
-        &root,
-        "killed",
-        &[("kesl", "12.1", "install ok installed")],
-        &[],
-    );
+    let (state, root) = c.agent_with_image("killed", &[("kesl", "12.1", "install ok installed")]);
     let relay = slow_relay(c.port);
     set_addresses(&state, &format!("https://localhost:{relay}"), &[]);
     let mut agent = cmd("muster-agent")
@@ -518,11 +491,12 @@ fn an_agent_killed_mid_send_loses_nothing_and_applies_nothing_twice() {
         "the unacknowledged report stays in the spool"
     );
     set_addresses(&state, &c.url(), &[]);
-    ok(cmd("muster-agent")
-        .args(["run", "--once", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root));
+    let out = agent_once(&state, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(c.log().contains("check-in already stored"), "{}", c.log());
     assert_eq!(
         stored_sequences(&c),
@@ -547,33 +521,12 @@ fn an_agent_killed_mid_send_loses_nothing_and_applies_nothing_twice() {
 #[test]
 fn an_unwritable_spool_is_reported_and_the_agent_recovers() {
     let c = Collector::start();
-    let state = c.dir.join("agent");
-    c.enroll(&state);
-    let root = c.dir.join("img");
-    linux_image(
-        &root,
-        "full-disk",
-        &[("bash", "5.2", "install ok installed")],
-        &[],
-    );
+    let (state, root) = c.agent_with_image("full-disk", &[("bash", "5.2", "install ok installed")]);
     let spool = state.join("spool");
     let _ = std::fs::remove_dir_all(&spool);
     std::fs::write(&spool, "not a folder").unwrap();
     let log = c.dir.join("agent.log");
-    let mut agent = cmd("muster-agent")
-        .args(["run", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let said = wait_for(Duration::from_secs(20), || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.contains("check-in failed").then_some(text)
-    })
-    .expect("the agent reports the failure");
+    let (mut agent, said) = run_until_logged(&state, &root, &log, "check-in failed");
     assert!(
         said.contains(&spool.display().to_string()),
         "the error names the path: {said}"
@@ -661,11 +614,12 @@ fn the_server_certificate_is_replaced_on_sighup() {
     // Agents go on without noticing.
     let root = c.dir.join("img");
     linux_image(&root, "reloaded", &[], &[]);
-    ok(cmd("muster-agent")
-        .args(["run", "--once", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root));
+    let out = agent_once(&state, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A broken key: refused, logged, the current certificate kept.
     std::fs::write(c.data().join("server-key.pem"), "not a key").unwrap();
