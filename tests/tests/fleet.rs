@@ -306,6 +306,9 @@ fn snapshots_campaign_and_coverage() {
     );
 
     // Kaspersky removed from alpha: cleared, with the removal in its timeline.
+    // Snapshot times are in seconds: this one must be later than the first
+    // (re-importing that first one is refused as older, below).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let clean = snap("alpha", &[bash]);
     c.muster(&["import", clean.to_str().unwrap()]);
     let s = status();
