@@ -16,15 +16,17 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
 
+/// Unix seconds as RFC 3339 (UTC), or `None` when out of range.
+pub fn rfc3339_checked(t: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// Unix seconds as RFC 3339 (UTC), or the number when out of range.
 pub fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
+    rfc3339_checked(t).unwrap_or_else(|| t.to_string())
 }
 
 /// Writes a new file with `mode`, refusing to replace one that exists.

@@ -301,20 +301,16 @@ fn the_collector_uses_the_operators_catalog_folder() {
     ok(cmd("muster-collector")
         .args(["config", "check", "--data-dir"])
         .arg(c.data()));
-    let state = c.dir.join("agent");
-    c.enroll(&state);
-    let root = c.dir.join("img");
-    linux_image(
-        &root,
+    let (state, root) = c.agent_with_image(
         "acme-host",
         &[("acme-shield", "2.0", "install ok installed")],
-        &[],
     );
-    ok(cmd("muster-agent")
-        .args(["run", "--once", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root));
+    let out = agent_once(&state, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The agent's built-in catalog does not know Acme; the collector's does,
     // and the collector is the authority.
     let h = &c.hosts()[0];

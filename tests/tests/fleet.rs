@@ -394,20 +394,16 @@ fn snapshots_campaign_and_coverage() {
 #[test]
 fn a_catalog_change_re_evaluates_stored_inventories() {
     let mut c = Collector::start();
-    let state = c.dir.join("agent");
-    c.enroll(&state);
-    let root = c.dir.join("img");
-    linux_image(
-        &root,
+    let (state, root) = c.agent_with_image(
         "acme-host",
         &[("acme-shield", "2.0", "install ok installed")],
-        &[],
     );
-    ok(cmd("muster-agent")
-        .args(["run", "--once", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root));
+    let out = agent_once(&state, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(c.hosts()[0]["detections"].as_array().unwrap().is_empty());
     let cat = c.data().join("catalog");
     std::fs::create_dir_all(&cat).unwrap();

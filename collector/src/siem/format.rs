@@ -95,9 +95,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::rfc3339_checked as rfc3339;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::event::{EvidenceRef, ProductRef, SiemEvent, Verdict};
 
@@ -173,12 +172,6 @@ impl Format {
 }
 
 // ---------------------------------------------------------------- helpers
-
-/// RFC 3339 UTC (`2026-11-29T10:00:00Z`), or `None` when out of range.
-fn rfc3339(secs: i64) -> Option<String> {
-    let t = OffsetDateTime::from_unix_timestamp(secs).ok()?;
-    t.format(&Rfc3339).ok()
-}
 
 fn millis(secs: i64) -> i64 {
     secs.saturating_mul(1000)
