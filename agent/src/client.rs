@@ -108,6 +108,14 @@ fn request(r: &Report, acked: &Progress, full: bool) -> v1::CheckInRequest {
 #[error("this host was revoked: {0}")]
 pub struct Revoked(pub String);
 
+impl Revoked {
+    /// The refusal in `s`, if it is one.
+    fn from_status(s: &tonic::Status) -> Option<Revoked> {
+        (s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked"))
+            .then(|| Revoked(s.message().to_string()))
+    }
+}
+
 /// Sends one report; when the collector lacks a base, sends it again in
 /// full. Returns the number of sections sent and the next interval.
 pub async fn send(
@@ -123,10 +131,9 @@ pub async fn send(
         let resp = client
             .check_in(req)
             .await
-            .map_err(|s| {
-                if s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked") {
-                    anyhow::Error::new(Revoked(s.message().to_string()))
-                } else {
+            .map_err(|s| match Revoked::from_status(&s) {
+                Some(r) => anyhow::Error::new(r),
+                None => {
                     anyhow::anyhow!("check-in to {url} failed: {} ({:?})", s.message(), s.code())
                 }
             })?
@@ -243,16 +250,13 @@ pub async fn renew(dir: &StateDir, cfg: &AgentConfig) -> Result<i64> {
     let resp = client
         .renew_certificate(v1::RenewCertificateRequest { csr_pem: csr })
         .await
-        .map_err(|s| {
-            if s.code() == tonic::Code::PermissionDenied && s.message().contains("revoked") {
-                anyhow::Error::new(Revoked(s.message().to_string()))
-            } else {
-                anyhow::anyhow!(
-                    "the collector at {} did not renew the certificate: {}",
-                    cfg.collector,
-                    s.message()
-                )
-            }
+        .map_err(|s| match Revoked::from_status(&s) {
+            Some(r) => anyhow::Error::new(r),
+            None => anyhow::anyhow!(
+                "the collector at {} did not renew the certificate: {}",
+                cfg.collector,
+                s.message()
+            ),
         })?
         .into_inner();
     let ca = std::fs::read(dir.ca())?;

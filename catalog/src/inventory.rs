@@ -355,4 +355,9 @@ pub struct HostFacts {
     /// `linux`, `windows` or `macos`; empty when unknown.
     #[serde(default)]
     pub platform: String,
+    /// The machine's hardware id (SMBIOS system UUID, lower case), which a
+    /// re-installation keeps; empty when unknown. Tells a re-imaged
+    /// machine from another machine of the same hostname.
+    #[serde(default)]
+    pub hardware_id: String,
 }

@@ -175,9 +175,19 @@ impl v1::agent_server::Agent for AgentService {
             catalog_version: catalog.version.clone(),
         };
         match outcome {
-            CheckInOutcome::Accepted { detections } => {
+            CheckInOutcome::Accepted {
+                detections,
+                superseded,
+                reappeared,
+            } => {
                 st.metrics.checkin("accepted");
                 resp.acknowledged_sequence = c.sequence;
+                for old in &superseded {
+                    tracing::info!(host = %who.id, superseded = %old, hostname = %c.facts.hostname, "a newer agent on the same machine superseded a host");
+                }
+                if let Some(by) = reappeared {
+                    tracing::warn!(host = %who.id, superseded_by = %by, hostname = %c.facts.hostname, "a superseded host reported again: two machines share this hostname; both are kept");
+                }
                 tracing::info!(
                     host = %who.id,
                     sequence = c.sequence,
@@ -350,6 +360,7 @@ impl OperatorService {
                 os: text(&r.os),
                 name: text(&r.name),
                 stale_before: r.stale.then(|| self.stale_before()),
+                include_superseded: r.include_superseded,
             },
             policy,
         ))
@@ -524,6 +535,12 @@ impl OperatorService {
             banned: banned.into_iter().collect(),
             imported: h.imported,
             revoked_at: h.revoked_at.unwrap_or(0),
+            superseded_by: h
+                .superseded
+                .as_ref()
+                .map(|s| s.0.clone())
+                .unwrap_or_default(),
+            superseded_at: h.superseded.as_ref().map_or(0, |s| s.1),
         }
     }
 }
@@ -660,6 +677,7 @@ impl v1::operator_server::Operator for OperatorService {
                         state: e.state,
                         previous_state: e.previous_state,
                         version: e.version,
+                        related_host: e.related_host,
                     }
                 })
                 .collect(),

@@ -90,6 +90,11 @@ pub enum CheckInOutcome {
     Accepted {
         /// How many detections the collector's catalog found.
         detections: usize,
+        /// Older hosts of the same machine that this report superseded.
+        superseded: Vec<String>,
+        /// This host had been superseded (by this host id) and reported
+        /// again: two machines share a hostname. It is live again.
+        reappeared: Option<String>,
     },
     /// Already stored earlier (a retry after a lost acknowledgement).
     Duplicate,
@@ -118,6 +123,8 @@ pub struct HostFilter {
     pub name: Option<String>,
     /// Only hosts whose last report (or enrollment) is older than this.
     pub stale_before: Option<i64>,
+    /// Also hosts superseded by a newer agent on the same machine.
+    pub include_superseded: bool,
 }
 
 /// What one re-evaluation batch did.
@@ -209,6 +216,9 @@ pub struct HostRow {
     pub imported: bool,
     /// When an operator revoked it (its reports are refused since).
     pub revoked_at: Option<i64>,
+    /// The newer host that replaced it on the same machine, and when (its
+    /// reports are refused since).
+    pub superseded: Option<(String, i64)>,
     /// Detections by the collector's catalog.
     pub detections: Vec<DetectionRow>,
 }
@@ -249,6 +259,9 @@ pub struct Event {
     pub detection: Option<Detection>,
     /// The campaign, for `campaign_missed`.
     pub campaign: String,
+    /// The other host, for `superseded` (the newer) and `supersedes` (the
+    /// older).
+    pub related_host: String,
 }
 
 impl Event {
@@ -264,6 +277,7 @@ impl Event {
             version: String::new(),
             detection: None,
             campaign: String::new(),
+            related_host: String::new(),
         }
     }
 
@@ -284,8 +298,8 @@ macro_rules! insert_events {
     ($tx:expr, $events:expr) => {
         for e in $events {
             sqlx::query(
-                "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection, recorded_at, campaign) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "INSERT INTO events (id, host_id, at, kind, product_id, state, previous_state, version, detection, \
+                 recorded_at, campaign, related_host) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&e.id)
             .bind(&e.host_id)
@@ -298,6 +312,7 @@ macro_rules! insert_events {
             .bind(e.detection.as_ref().map(json).unwrap_or_default())
             .bind(now())
             .bind(&e.campaign)
+            .bind(&e.related_host)
             .execute(&mut *$tx)
             .await
             .map_err(StoreError::from)?;
@@ -312,8 +327,8 @@ macro_rules! insert_host {
         let facts: &HostFacts = $facts;
         sqlx::query(
             "INSERT INTO hosts (id, hostname, os_name, os_version, kernel, arch, ips, agent_version, \
-             enrolled_at, cert_serial, platform, imported) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+             enrolled_at, cert_serial, platform, imported, hardware_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
         )
         .bind($id)
         .bind(&facts.hostname)
@@ -327,6 +342,7 @@ macro_rules! insert_host {
         .bind($serial)
         .bind(&facts.platform)
         .bind($imported as i64)
+        .bind(&facts.hardware_id)
         .execute(&mut *$tx)
         .await
         .map_err(StoreError::from)?
@@ -561,6 +577,7 @@ pub(crate) struct FactsRecord {
     ips: String,
     agent_version: String,
     platform: String,
+    hardware_id: String,
 }
 
 impl FactsRecord {
@@ -574,6 +591,7 @@ impl FactsRecord {
             ips: parse(&self.ips)?,
             agent_version: self.agent_version,
             platform: self.platform,
+            hardware_id: self.hardware_id,
         })
     }
 }
@@ -591,6 +609,8 @@ struct HostRecord {
     agent_detections: String,
     imported: i64,
     revoked_at: Option<i64>,
+    superseded_by: Option<String>,
+    superseded_at: Option<i64>,
 }
 
 impl HostRecord {
@@ -604,9 +624,21 @@ impl HostRecord {
             cert_serial: self.cert_serial,
             imported: self.imported != 0,
             revoked_at: self.revoked_at,
+            superseded: self.superseded_by.zip(self.superseded_at),
             detections: Vec::new(),
         })
     }
+}
+
+/// What a check-in reads of its host first.
+#[derive(sqlx::FromRow)]
+struct CheckInHost {
+    last_sequence: i64,
+    revoked_at: Option<i64>,
+    superseded_by: Option<String>,
+    hostname: String,
+    imported: i64,
+    enrolled_at: i64,
 }
 
 /// A `detections` row.
@@ -643,6 +675,7 @@ pub(crate) struct EventRecord {
     version: String,
     detection: String,
     campaign: String,
+    related_host: String,
 }
 
 impl EventRecord {
@@ -662,12 +695,14 @@ impl EventRecord {
             previous_state: self.previous_state,
             version: self.version,
             campaign: self.campaign,
+            related_host: self.related_host,
         })
     }
 }
 
 const HOST_COLUMNS: &str = "id, hostname, os_name, os_version, kernel, arch, ips, agent_version, platform, \
-     enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections, imported, revoked_at";
+     hardware_id, enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections, imported, \
+     revoked_at, superseded_by, superseded_at";
 
 impl Store {
     /// Opens (`create` = false) or creates the database and brings its
@@ -857,19 +892,22 @@ impl Store {
     {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
-            let last: Option<(i64, Option<i64>)> = sqlx::query_as(self.locked(
-                "SELECT last_sequence, revoked_at FROM hosts WHERE id = $1",
-                "SELECT last_sequence, revoked_at FROM hosts WHERE id = $1 FOR UPDATE",
+            let host: Option<CheckInHost> = sqlx::query_as(self.locked(
+                "SELECT last_sequence, revoked_at, superseded_by, hostname, imported, enrolled_at \
+                 FROM hosts WHERE id = $1",
+                "SELECT last_sequence, revoked_at, superseded_by, hostname, imported, enrolled_at \
+                 FROM hosts WHERE id = $1 FOR UPDATE",
             ))
             .bind(host_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((last, revoked_at)) = last else {
+            let Some(host) = host else {
                 return Ok(CheckInOutcome::UnknownHost);
             };
-            if let Some(at) = revoked_at {
+            if let Some(at) = host.revoked_at {
                 return Ok(CheckInOutcome::Revoked { at });
             }
+            let last = host.last_sequence;
             if c.sequence <= last as u64 {
                 return Ok(CheckInOutcome::Duplicate);
             }
@@ -938,10 +976,65 @@ impl Store {
                     .await?;
             }
             let f = &c.facts;
+            // A machine re-imaged (or re-enrolled) gets a new agent: at its
+            // first report, or when it takes another host's name, the
+            // older live hosts of that machine are superseded by it.
+            let mut superseded: Vec<String> = Vec::new();
+            // A superseded host that reports again was not re-imaged: it is
+            // another machine of the same name. It is live again, never
+            // refused, and its timeline says so.
+            if let Some(by) = &host.superseded_by {
+                insert_events!(
+                    tx,
+                    &[Event {
+                        related_host: by.clone(),
+                        ..Event::new(host_id, t, "reappeared")
+                    }]
+                );
+            }
+            if host.imported == 0
+                && !f.hostname.is_empty()
+                && (last == 0 || !host.hostname.eq_ignore_ascii_case(&f.hostname))
+            {
+                superseded = sqlx::query_scalar(
+                    "SELECT id FROM hosts WHERE lower(hostname) = lower($1) AND id <> $2 \
+                     AND imported = 0 AND revoked_at IS NULL AND superseded_by IS NULL \
+                     AND enrolled_at <= $3 AND (hardware_id = '' OR $4 = '' OR hardware_id = $4) \
+                     ORDER BY id",
+                )
+                .bind(&f.hostname)
+                .bind(host_id)
+                .bind(host.enrolled_at)
+                .bind(&f.hardware_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for old in &superseded {
+                    sqlx::query(
+                        "UPDATE hosts SET superseded_by = $1, superseded_at = $2 WHERE id = $3",
+                    )
+                    .bind(host_id)
+                    .bind(t)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+                    let link = |id: &str, kind: &str, other: &str| Event {
+                        related_host: other.to_string(),
+                        ..Event::new(id, t, kind)
+                    };
+                    insert_events!(
+                        tx,
+                        &[
+                            link(old, "superseded", host_id),
+                            link(host_id, "supersedes", old)
+                        ]
+                    );
+                }
+            }
             sqlx::query(
                 "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
                  ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
-                 agent_detections = $11, platform = $12, stale_since = NULL WHERE id = $13",
+                 agent_detections = $11, platform = $12, hardware_id = $13, stale_since = NULL, \
+                 superseded_by = NULL, superseded_at = NULL WHERE id = $14",
             )
             .bind(&f.hostname)
             .bind(&f.os_name)
@@ -955,6 +1048,7 @@ impl Store {
             .bind(&c.catalog_version)
             .bind(json(&c.agent_detections))
             .bind(&f.platform)
+            .bind(&f.hardware_id)
             .bind(host_id)
             .execute(&mut *tx)
             .await?;
@@ -973,7 +1067,11 @@ impl Store {
                 Some(n) => n,
                 None => self.count_detections(host_id).await?,
             };
-            Ok(CheckInOutcome::Accepted { detections })
+            Ok(CheckInOutcome::Accepted {
+                detections,
+                superseded,
+                reappeared: host.superseded_by,
+            })
         })
     }
 
@@ -1039,7 +1137,7 @@ impl Store {
     pub async fn timeline(&self, host_id: &str, limit: u32) -> Result<Vec<Event>, StoreError> {
         on_pool!(self, |pool| {
             let rows: Vec<EventRecord> = sqlx::query_as(
-                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign \
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign, related_host \
                  FROM (SELECT * FROM events WHERE host_id = $1 ORDER BY seq DESC LIMIT $2) AS newest \
                  ORDER BY seq",
             )
@@ -1108,7 +1206,7 @@ impl Store {
             .checkin_at(&host_id, &c, catalog_digest, evaluate, collected_at)
             .await?
         {
-            CheckInOutcome::Accepted { detections } => Ok(ImportOutcome::Stored {
+            CheckInOutcome::Accepted { detections, .. } => Ok(ImportOutcome::Stored {
                 host_id,
                 created,
                 detections,
@@ -1143,6 +1241,9 @@ impl Store {
                     .push(" AND id > ")
                     .push_bind(id)
                     .push("))");
+            }
+            if !filter.include_superseded {
+                q.push(" AND superseded_by IS NULL");
             }
             if let Some(name) = &filter.name {
                 q.push(" AND lower(hostname) LIKE ")
@@ -1253,13 +1354,13 @@ impl Store {
         })
     }
 
-    /// Every host without its detections: what coverage and campaign
-    /// status need, light enough for a whole fleet.
+    /// Every host without its detections (but those superseded): what
+    /// coverage and campaign status need, light enough for a whole fleet.
     pub async fn host_list(&self) -> Result<Vec<HostBrief>, StoreError> {
         on_pool!(self, |pool| {
             let rows: Vec<HostBrief> = sqlx::query_as(
                 "SELECT id, hostname, os_name, os_version, ips, enrolled_at, last_checkin, imported \
-                 FROM hosts ORDER BY hostname, id",
+                 FROM hosts WHERE superseded_by IS NULL ORDER BY hostname, id",
             )
             .fetch_all(pool)
             .await?;
@@ -1324,7 +1425,7 @@ impl Store {
         }
         on_pool!(self, |pool| {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign \
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign, related_host \
                  FROM events WHERE product_id IN (",
             );
             let mut list = q.separated(", ");
@@ -1545,7 +1646,8 @@ impl Store {
                 "SELECT COUNT(*), \
                  COALESCE(SUM(CASE WHEN last_checkin IS NULL THEN 1 ELSE 0 END), 0), \
                  COALESCE(SUM(CASE WHEN last_checkin < $1 THEN 1 ELSE 0 END), 0), \
-                 COALESCE(SUM(CASE WHEN imported = 1 THEN 1 ELSE 0 END), 0) FROM hosts",
+                 COALESCE(SUM(CASE WHEN imported = 1 THEN 1 ELSE 0 END), 0) FROM hosts \
+                 WHERE superseded_by IS NULL",
             )
             .bind(stale_before)
             .fetch_one(pool)
@@ -1554,7 +1656,8 @@ impl Store {
                 0
             } else {
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT COUNT(DISTINCT host_id) FROM detections WHERE removed_at IS NULL AND product_id IN (",
+                    "SELECT COUNT(DISTINCT host_id) FROM detections WHERE removed_at IS NULL \
+                     AND host_id IN (SELECT id FROM hosts WHERE superseded_by IS NULL) AND product_id IN (",
                 );
                 let mut list = q.separated(", ");
                 for p in banned {
@@ -1579,6 +1682,7 @@ impl Store {
         on_pool!(self, |pool| {
             let rows: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT product_id, COUNT(*) FROM detections WHERE removed_at IS NULL \
+                 AND host_id IN (SELECT id FROM hosts WHERE superseded_by IS NULL) \
                  GROUP BY product_id ORDER BY product_id",
             )
             .fetch_all(pool)

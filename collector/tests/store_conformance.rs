@@ -250,7 +250,7 @@ async fn a_detection_lives_and_every_change_is_an_event() {
         same.sections.clear();
         assert!(matches!(
             checkin(&store, &host, &same).await,
-            CheckInOutcome::Accepted { detections: 1 }
+            CheckInOutcome::Accepted { detections: 1, .. }
         ));
         assert_eq!(store.timeline(&host, 100).await.unwrap().len(), 5);
     })
@@ -322,7 +322,7 @@ async fn concurrent_writers_lose_and_duplicate_nothing() {
                     } else {
                         &[("bash", Presence::Present)]
                     };
-                    let c = report(seq, "h", pkgs);
+                    let c = report(seq, &format!("h{n}"), pkgs);
                     store
                         .checkin(&host, &c, "catalog-1", evaluate)
                         .await
@@ -914,4 +914,131 @@ async fn a_late_commit_is_not_passed_over() {
     pool.close().await;
     store.close().await;
     b.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_reimaged_machine_supersedes_its_old_host() {
+    on_every_backend(|store| async move {
+        let kesl = [("kesl", Presence::Present)];
+        let with_hw = |sequence, hardware_id: &str| {
+            let mut c = report(sequence, "ws-17", &kesl);
+            c.facts.hardware_id = hardware_id.into();
+            c
+        };
+        let old = enroll(&store, "ws-17").await;
+        checkin(&store, &old, &report(1, "ws-17", &kesl)).await;
+        // Re-imaged: a new agent enrolls; until it reports, both are listed.
+        let new = enroll(&store, "ws-17").await;
+        assert_eq!(all_hosts(&store).await.len(), 2);
+        let out = checkin(&store, &new, &report(1, "WS-17", &kesl)).await;
+        let CheckInOutcome::Accepted { superseded, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(superseded, std::slice::from_ref(&old));
+
+        // The fleet shows one live host; the old one stays, marked.
+        let live = all_hosts(&store).await;
+        assert_eq!(live.iter().map(|h| &h.id).collect::<Vec<_>>(), [&new]);
+        let banned = ["kaspersky.endpoint-security-linux".to_string()];
+        let counts = store.fleet_counts(0, &banned).await.unwrap();
+        assert_eq!((counts.hosts, counts.with_banned), (1, 1));
+        assert_eq!(
+            store.product_counts().await.unwrap(),
+            [("kaspersky.endpoint-security-linux".to_string(), 1)]
+        );
+        let every = HostFilter {
+            include_superseded: true,
+            ..HostFilter::default()
+        };
+        let all = store.hosts_page(&every, None, 100).await.unwrap();
+        let marked = all.iter().find(|h| h.id == old).expect("old host kept");
+        assert_eq!(marked.superseded.as_ref().map(|s| &s.0), Some(&new));
+        assert_eq!(marked.detections.len(), 1, "its state is kept");
+
+        // The timelines name each other.
+        let last = |events: Vec<muster_collector::store::Event>| {
+            let e = events.last().cloned().unwrap();
+            (e.kind, e.related_host)
+        };
+        assert_eq!(
+            last(store.timeline(&old, 100).await.unwrap()),
+            ("superseded".to_string(), new.clone())
+        );
+        assert!(
+            store
+                .timeline(&new, 100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == "supersedes" && e.related_host == old)
+        );
+
+        // Hardware ids tell two machines of one name apart: a host with
+        // another id is left alone; one with the same id (or none) is
+        // superseded.
+        let x = enroll(&store, "ws-17").await;
+        let out = checkin(
+            &store,
+            &x,
+            &with_hw(1, "aaaaaaaa-0000-0000-0000-000000000001"),
+        )
+        .await;
+        // `new` reported no hardware id: it may be this machine.
+        let CheckInOutcome::Accepted { superseded, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(superseded, std::slice::from_ref(&new));
+        let y = enroll(&store, "ws-17").await;
+        let out = checkin(
+            &store,
+            &y,
+            &with_hw(1, "bbbbbbbb-0000-0000-0000-000000000002"),
+        )
+        .await;
+        let CheckInOutcome::Accepted { superseded, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert!(superseded.is_empty(), "{superseded:?}");
+        let z = enroll(&store, "ws-17").await;
+        let out = checkin(
+            &store,
+            &z,
+            &with_hw(1, "aaaaaaaa-0000-0000-0000-000000000001"),
+        )
+        .await;
+        let CheckInOutcome::Accepted { superseded, .. } = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(superseded, std::slice::from_ref(&x));
+        let mut live: Vec<String> = all_hosts(&store).await.into_iter().map(|h| h.id).collect();
+        live.sort();
+        let mut want = vec![y.clone(), z.clone()];
+        want.sort();
+        assert_eq!(live, want);
+
+        // A superseded host that reports again was another machine of
+        // the same name, not a re-imaged one: it is live again, and says so.
+        let out = checkin(&store, &old, &report(2, "ws-17", &kesl)).await;
+        assert!(
+            matches!(&out, CheckInOutcome::Accepted { reappeared: Some(by), .. } if *by == new),
+            "{out:?}"
+        );
+        assert!(all_hosts(&store).await.iter().any(|h| h.id == old));
+        assert_eq!(
+            last(store.timeline(&old, 100).await.unwrap()),
+            ("reappeared".to_string(), new.clone())
+        );
+
+        // A revoked host is not superseded (it is already out).
+        let r = enroll(&store, "ws-99").await;
+        checkin(&store, &r, &report(1, "ws-99", &kesl)).await;
+        assert!(store.revoke_host(&r).await.unwrap());
+        let r2 = enroll(&store, "ws-99").await;
+        let out = checkin(&store, &r2, &report(1, "ws-99", &kesl)).await;
+        assert!(
+            matches!(&out, CheckInOutcome::Accepted { superseded, .. } if superseded.is_empty()),
+            "{out:?}"
+        );
+    })
+    .await;
 }

@@ -191,6 +191,7 @@ pub fn facts_to_wire(f: &HostFacts) -> v1::HostFacts {
         ips: f.ips.clone(),
         agent_version: f.agent_version.clone(),
         platform: f.platform.clone(),
+        hardware_id: f.hardware_id.clone(),
     }
 }
 
@@ -203,6 +204,7 @@ pub fn facts_from_wire(f: v1::HostFacts) -> Result<HostFacts, InvalidSection> {
         ("kernel", &f.kernel),
         ("arch", &f.arch),
         ("platform", &f.platform),
+        ("hardware_id", &f.hardware_id),
     ] {
         if v.len() > 256 {
             return Err(InvalidSection(format!(
@@ -222,6 +224,7 @@ pub fn facts_from_wire(f: v1::HostFacts) -> Result<HostFacts, InvalidSection> {
         ips: f.ips,
         agent_version: f.agent_version,
         platform: f.platform,
+        hardware_id: f.hardware_id,
     })
 }
 

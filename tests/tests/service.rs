@@ -632,3 +632,60 @@ fn the_server_certificate_is_replaced_on_sighup() {
     .expect("the bad file is reported");
     assert_eq!(served_certificate(&c), fresh_der);
 }
+
+/// A re-imaged machine: the same image (hostname, hardware id) enrolled
+/// again into a new state folder. The fleet shows one live host; the old
+/// one is kept, marked superseded, and the two timelines name each other.
+#[test]
+fn a_reimaged_host_supersedes_its_old_agent() {
+    let c = Collector::start();
+    let (old_state, root) =
+        c.agent_with_image("ws-reimaged", &[("bash", "5.2", "install ok installed")]);
+    let dmi = root.join("sys/class/dmi/id");
+    std::fs::create_dir_all(&dmi).unwrap();
+    std::fs::write(
+        dmi.join("product_uuid"),
+        "4C4C4544-0042-3510-8052-B4C04F563132\n",
+    )
+    .unwrap();
+    assert!(agent_once(&old_state, &root).status.success());
+    let old = c.hosts()[0]["id"].as_str().unwrap().to_string();
+
+    let new_state = c.dir.join("agent-after-reimage");
+    c.enroll(&new_state);
+    assert!(agent_once(&new_state, &root).status.success());
+    let hosts = c.hosts();
+    assert_eq!(hosts.len(), 1, "one live host: {hosts:?}");
+    let new = hosts[0]["id"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+
+    let all = c.muster(&["hosts", "--include-superseded", "--format", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let marked = all["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == old.as_str())
+        .expect("the old host is kept");
+    assert_eq!(marked["superseded_by"], new.as_str());
+    let table = c.muster(&["hosts", "--include-superseded"]);
+    assert!(table.contains("SUPERSEDED"), "{table}");
+
+    let shown = c.muster(&["host", &old]);
+    assert!(shown.contains(&format!("by host {new}")), "{shown}");
+    let detail: serde_json::Value =
+        serde_json::from_str(&c.muster(&["host", &new, "--format", "json"])).unwrap();
+    assert_eq!(
+        detail["facts"]["hardware_id"],
+        "4c4c4544-0042-3510-8052-b4c04f563132"
+    );
+    let linked = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "supersedes" && e["related_host"] == old.as_str());
+    assert!(linked, "{}", detail["timeline"]);
+    let summary = c.muster(&["summary", "--format", "json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["hosts"], 1);
+}

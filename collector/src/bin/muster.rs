@@ -169,6 +169,10 @@ struct HostFilterArgs {
     /// Text in the hostname (any case)
     #[arg(long, value_name = "TEXT")]
     name: Option<String>,
+    /// Also hosts replaced by a newer agent on the same machine (a
+    /// re-imaged host's old agent); hidden otherwise
+    #[arg(long)]
+    include_superseded: bool,
 }
 
 impl HostFilterArgs {
@@ -182,6 +186,7 @@ impl HostFilterArgs {
             violates: self.violates.unwrap_or_default(),
             stale: self.stale,
             name: self.name.unwrap_or_default(),
+            include_superseded: self.include_superseded,
         }
     }
 }
@@ -286,6 +291,8 @@ fn host_json(h: &v1::HostSummary) -> Value {
         "last_checkin": time_json(h.last_checkin), "enrolled_at": time_json(h.enrolled_at),
         "sequence": h.sequence, "stale": h.stale, "banned": h.banned,
         "revoked_at": (h.revoked_at != 0).then(|| time_json(h.revoked_at)),
+        "superseded_by": (!h.superseded_by.is_empty()).then_some(&h.superseded_by),
+        "superseded_at": (h.superseded_at != 0).then(|| time_json(h.superseded_at)),
         "detections": h.detections.iter().map(|d| detection_json(d, false)).collect::<Vec<_>>(),
     })
 }
@@ -397,6 +404,8 @@ async fn run(cli: Cli) -> Result<()> {
                     Format::Table => {
                         let status = if h.revoked_at != 0 {
                             "REVOKED"
+                        } else if !h.superseded_by.is_empty() {
+                            "SUPERSEDED"
                         } else if h.last_checkin == 0 {
                             "never reported"
                         } else if h.stale {
@@ -437,7 +446,8 @@ async fn run(cli: Cli) -> Result<()> {
             if format != Format::Table {
                 let mut v = host_json(&h);
                 v["facts"] = json!({"hostname": f.hostname, "os_name": f.os_name, "os_version": f.os_version,
-                    "kernel": f.kernel, "arch": f.arch, "ips": f.ips, "agent_version": f.agent_version});
+                    "kernel": f.kernel, "arch": f.arch, "ips": f.ips, "agent_version": f.agent_version,
+                    "hardware_id": f.hardware_id});
                 v["certificate_serial"] = json!(d.certificate_serial);
                 v["sections"] = d.sections.iter().map(|s| json!({"name": s.name, "digest": s.digest, "items": s.items, "updated_at": time_json(s.updated_at)})).collect();
                 v["detections"] = d
@@ -458,7 +468,8 @@ async fn run(cli: Cli) -> Result<()> {
                     .map(|e| {
                         json!({"id": e.id, "at": time_json(e.at), "kind": e.kind, "product_id": e.product_id,
                             "vendor": e.vendor, "product": e.product, "category": e.category, "state": e.state,
-                            "previous_state": e.previous_state, "version": e.version})
+                            "previous_state": e.previous_state, "version": e.version,
+                            "related_host": (!e.related_host.is_empty()).then_some(&e.related_host)})
                     })
                     .collect();
                 v["agent_detections"] = d
@@ -475,6 +486,9 @@ async fn run(cli: Cli) -> Result<()> {
                 f.os_name, f.os_version, f.kernel, f.arch
             );
             println!("  addresses:     {}", f.ips.join(", "));
+            if !f.hardware_id.is_empty() {
+                println!("  hardware id:   {}", f.hardware_id);
+            }
             println!(
                 "  agent:         {} (certificate {})",
                 f.agent_version, d.certificate_serial
@@ -484,6 +498,13 @@ async fn run(cli: Cli) -> Result<()> {
                 println!(
                     "  REVOKED:       {} (its reports are refused)",
                     time(h.revoked_at)
+                );
+            }
+            if !h.superseded_by.is_empty() {
+                println!(
+                    "  SUPERSEDED:    {} by host {} (a newer agent on this machine; its reports are refused)",
+                    time(h.superseded_at),
+                    h.superseded_by
                 );
             }
             println!(
@@ -611,6 +632,9 @@ fn print_timeline(events: &[v1::HostEvent]) {
         let what = match e.kind.as_str() {
             "state_changed" => format!("{} → {}", e.previous_state, e.state),
             "removed" => format!("gone (was {})", e.state),
+            "superseded" => format!("by host {}", e.related_host),
+            "supersedes" => format!("host {}", e.related_host),
+            "reappeared" => format!("after host {}", e.related_host),
             _ => e.state.clone(),
         };
         let product = if e.product_id.is_empty() {

@@ -14,7 +14,8 @@ pub struct SiemEvent {
     /// When it happened, Unix seconds.
     pub time: i64,
     /// What happened: `detected`, `state_changed`, `removed`, `enrolled`,
-    /// `imported`, `stale`, `revoked`, `campaign_missed`, or `test`.
+    /// `imported`, `stale`, `revoked`, `superseded`, `supersedes`,
+    /// `campaign_missed`, or `test`.
     pub kind: String,
     /// 1 (informational) to 10 (very high), as CEF counts; see
     /// [`SiemEvent::severity_name`].

@@ -220,6 +220,18 @@ fn message(kind: &str, e: &crate::store::Event, h: &HostRef, p: Option<&ProductR
         "imported" => format!("{host} imported from a snapshot"),
         "stale" => format!("{host} stopped reporting (stale)"),
         "revoked" => format!("{host} revoked by an operator"),
+        "superseded" => format!(
+            "{host} superseded by host {}, a newer agent on the same machine",
+            e.related_host
+        ),
+        "reappeared" => format!(
+            "{host} reported again after host {} superseded it: two machines share this hostname",
+            e.related_host
+        ),
+        "supersedes" => format!(
+            "{host}: a new agent replaces host {} on the same machine",
+            e.related_host
+        ),
         "campaign_missed" => format!(
             "{host} missed the deadline of campaign {}: {product} still {}",
             e.campaign, e.state

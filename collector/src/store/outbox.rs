@@ -193,8 +193,8 @@ impl Store {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let sql = format!(
             "SELECT e.xact, e.seq, e.recorded_at, e.id, e.host_id, e.at, e.kind, e.product_id, \
-             e.state, e.previous_state, e.version, e.detection, e.campaign, h.hostname, h.os_name, \
-             h.os_version, h.kernel, h.arch, h.ips, h.agent_version, h.platform \
+             e.state, e.previous_state, e.version, e.detection, e.campaign, e.related_host, h.hostname, \
+             h.os_name, h.os_version, h.kernel, h.arch, h.ips, h.agent_version, h.platform, h.hardware_id \
              FROM events e JOIN hosts h ON h.id = e.host_id WHERE {} \
              ORDER BY e.xact, e.seq LIMIT $3",
             self.after_cursor()
@@ -432,9 +432,9 @@ impl Store {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
             let ids: Vec<String> = sqlx::query_scalar(self.locked(
                 "SELECT id FROM hosts WHERE stale_since IS NULL AND revoked_at IS NULL \
-                 AND COALESCE(last_checkin, enrolled_at) < $1 ORDER BY id LIMIT $2",
+                 AND superseded_by IS NULL AND COALESCE(last_checkin, enrolled_at) < $1 ORDER BY id LIMIT $2",
                 "SELECT id FROM hosts WHERE stale_since IS NULL AND revoked_at IS NULL \
-                 AND COALESCE(last_checkin, enrolled_at) < $1 ORDER BY id LIMIT $2 \
+                 AND superseded_by IS NULL AND COALESCE(last_checkin, enrolled_at) < $1 ORDER BY id LIMIT $2 \
                  FOR UPDATE SKIP LOCKED",
             ))
             .bind(before)
@@ -526,7 +526,7 @@ impl Store {
                     "INSERT INTO campaign_missed (campaign, host_id, at) SELECT $1, $2, $3 \
                      WHERE EXISTS (SELECT 1 FROM detections d JOIN hosts h ON h.id = d.host_id \
                      WHERE d.host_id = $2 AND d.product_id = $4 AND d.removed_at IS NULL \
-                     AND h.revoked_at IS NULL) ON CONFLICT DO NOTHING",
+                     AND h.revoked_at IS NULL AND h.superseded_by IS NULL) ON CONFLICT DO NOTHING",
                 )
                 .bind(campaign)
                 .bind(host)
@@ -589,7 +589,8 @@ impl Store {
         on_pool!(self, |pool| {
             let mut q = sqlx::QueryBuilder::new(
                 "SELECT d.host_id, d.detection FROM detections d JOIN hosts h ON h.id = d.host_id \
-                 WHERE d.removed_at IS NULL AND h.revoked_at IS NULL AND NOT EXISTS \
+                 WHERE d.removed_at IS NULL AND h.revoked_at IS NULL AND h.superseded_by IS NULL \
+                 AND NOT EXISTS \
                  (SELECT 1 FROM campaign_missed m WHERE m.host_id = d.host_id AND m.campaign = ",
             );
             q.push_bind(campaign).push(") AND d.product_id IN (");
