@@ -1414,8 +1414,9 @@ impl Store {
     }
 
     /// Every episode of these products on every host, from the timelines:
-    /// found (`detected`) until `removed`, with the state it last had; an
-    /// open episode carries the evidence of the present detection.
+    /// found (`detected`) until `removed` (or until the host was
+    /// superseded), with the state it last had; an open episode carries the
+    /// evidence of the present detection.
     pub async fn episodes(
         &self,
         products: &[String],
@@ -1482,6 +1483,22 @@ impl Store {
                         }
                     }
                     _ => {}
+                }
+            }
+            // A superseded host's machine was re-installed: what it still
+            // had then ended there (its new host reports what is left).
+            if !open.is_empty() {
+                let ended: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+                    "SELECT id, superseded_at FROM hosts WHERE superseded_at IS NOT NULL",
+                )
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .collect();
+                for ((host, _), i) in open {
+                    if let Some(&at) = ended.get(&host) {
+                        out[i].to = Some(at);
+                    }
                 }
             }
             Ok(out)

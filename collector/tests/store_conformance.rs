@@ -973,6 +973,15 @@ async fn a_reimaged_machine_supersedes_its_old_host() {
                 .any(|e| e.kind == "supersedes" && e.related_host == old)
         );
 
+        // For campaigns, what the old host had ended when it was superseded.
+        let episodes = store
+            .episodes(&["kaspersky.endpoint-security-linux".to_string()])
+            .await
+            .unwrap();
+        let of = |id: &str| episodes.iter().find(|e| e.host_id == id).unwrap().to;
+        assert_eq!(of(&old), marked.superseded.as_ref().map(|s| s.1));
+        assert_eq!(of(&new), None);
+
         // Hardware ids tell two machines of one name apart: a host with
         // another id is left alone; one with the same id (or none) is
         // superseded.
