@@ -116,6 +116,17 @@ impl Revoked {
     }
 }
 
+/// The collector is over its check-in rate and asked this agent to come
+/// back in `seconds`; the report stays in the spool.
+#[derive(Debug, thiserror::Error)]
+#[error("the collector at {url} is busy and asked to try again in {seconds} s")]
+pub struct Busy {
+    /// The collector's address.
+    pub url: String,
+    /// The wait it asked for.
+    pub seconds: u32,
+}
+
 /// Sends one report; when the collector lacks a base, sends it again in
 /// full. Returns the number of sections sent and the next interval.
 pub async fn send(
@@ -131,9 +142,15 @@ pub async fn send(
         let resp = client
             .check_in(req)
             .await
-            .map_err(|s| match Revoked::from_status(&s) {
-                Some(r) => anyhow::Error::new(r),
-                None => {
+            .map_err(|s| {
+                if let Some(r) = Revoked::from_status(&s) {
+                    anyhow::Error::new(r)
+                } else if let Some(seconds) = muster_proto::busy::retry_after(&s) {
+                    anyhow::Error::new(Busy {
+                        url: url.to_string(),
+                        seconds,
+                    })
+                } else {
                     anyhow::anyhow!("check-in to {url} failed: {} ({:?})", s.message(), s.code())
                 }
             })?

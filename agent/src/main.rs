@@ -313,6 +313,15 @@ async fn run(cmd: Cmd) -> Result<()> {
                         // spreads out.
                         interval + rand::random::<u64>() % (interval / 10 + 1)
                     }
+                    Err(e) if e.downcast_ref::<client::Busy>().is_some() => {
+                        let asked =
+                            u64::from(e.downcast_ref::<client::Busy>().map_or(1, |b| b.seconds));
+                        // The collector already spread the waits; a little
+                        // more jitter keeps agents given one slot apart.
+                        let wait = asked + rand::random::<u64>() % (asked / 10 + 1);
+                        tracing::warn!(error = %format!("{e:#}"), retry_in_seconds = wait, "the collector is busy; the report stays in the spool");
+                        wait
+                    }
                     Err(e) if e.downcast_ref::<client::Revoked>().is_some() => {
                         tracing::error!(error = %format!("{e:#}"), retry_in = "6h", "the collector refuses this host: an operator revoked it; enroll it again with a new token to bring it back");
                         REVOKED_RETRY_SECONDS
@@ -500,7 +509,14 @@ async fn check_in(dir: &StateDir, root: &std::path::Path, catalog: &Catalog) -> 
     for (i, url) in addresses.iter().enumerate() {
         match send_pending(dir, url, &mut progress).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.downcast_ref::<client::Revoked>().is_some() => return Err(e),
+            // A busy collector asked for a wait: the next address would
+            // only add to the crowd it is spreading out.
+            Err(e)
+                if e.downcast_ref::<client::Revoked>().is_some()
+                    || e.downcast_ref::<client::Busy>().is_some() =>
+            {
+                return Err(e);
+            }
             Err(e) => {
                 if let Some(next) = addresses.get(i + 1) {
                     tracing::warn!(collector = %url, next = %next, error = %format!("{e:#}"), "check-in failed; trying the next address");

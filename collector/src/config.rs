@@ -97,6 +97,9 @@ pub struct Config {
     pub agent_certificate_days: i64,
     /// Most TLS connections served at once.
     pub max_connections: usize,
+    /// Most check-ins admitted per second (0: no limit); those over it are
+    /// told when to come back.
+    pub max_checkins_per_second: u32,
     /// `human` or `json`.
     pub log_format: String,
     /// A folder of operator catalog files (vendor files, policies) used with
@@ -191,6 +194,7 @@ impl Default for Config {
             max_section_items: 100_000,
             agent_certificate_days: 30,
             max_connections: 10_000,
+            max_checkins_per_second: 0,
             log_format: "human".into(),
             catalog_dir: None,
             database: None,
@@ -228,6 +232,12 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 
 # Most TLS connections served at once.
 # max_connections = 10000
+
+# Most check-ins admitted per second, with a second's worth of burst; 0 is
+# no limit. Agents over it are answered RESOURCE_EXHAUSTED with a
+# `retry-after` in seconds, the waits spread one slot apart, so a fleet
+# returning together after an outage comes back in an even stream.
+# max_checkins_per_second = 0
 
 # The fleet database: the SQLite file muster.db in this folder, or a
 # PostgreSQL URL shared by several collectors (MUSTER_DATABASE overrides).

@@ -2,6 +2,7 @@
 //! and the operator command line's client side.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod assets;
 pub mod campaign;
 pub mod config;

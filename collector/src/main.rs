@@ -361,6 +361,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         store: store.clone(),
         catalog,
         authority,
+        admission: muster_collector::admission::Admission::new(config.max_checkins_per_second),
         config,
         exporters,
         observer: muster_collector::siem::observer(),

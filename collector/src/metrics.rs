@@ -81,7 +81,7 @@ pub async fn render(state: &State) -> Result<String, crate::store::StoreError> {
         "Check-ins handled by this collector, by outcome.",
     );
     let checkins = m.checkins.lock().expect("not poisoned").clone();
-    for outcome in ["accepted", "duplicate", "missing_sections"] {
+    for outcome in ["accepted", "duplicate", "missing_sections", "deferred"] {
         let n = checkins.get(outcome).copied().unwrap_or(0);
         let _ = writeln!(out, "muster_checkins_total{{outcome=\"{outcome}\"}} {n}");
     }

@@ -37,6 +37,8 @@ pub struct State {
     pub observer: String,
     /// Counters for the metrics endpoint.
     pub metrics: crate::metrics::Metrics,
+    /// The check-in rate limit.
+    pub admission: crate::admission::Admission,
 }
 
 impl State {

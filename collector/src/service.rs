@@ -151,6 +151,15 @@ impl v1::agent_server::Agent for AgentService {
     ) -> Result<Response<v1::CheckInResponse>, Status> {
         let who = peer(&req)?;
         let st = &self.0;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        if let Err(wait) = st.admission.admit(now) {
+            st.metrics.checkin("deferred");
+            tracing::debug!(host = %who.id, retry_after = wait, "check-in deferred: over max_checkins_per_second");
+            return Err(muster_proto::busy::status(wait));
+        }
         let c = parse_checkin(req.into_inner(), st.config.max_section_items).inspect_err(|e| {
             st.metrics.refused("invalid");
             tracing::warn!(host = %who.id, error = %e.message(), "check-in refused");

@@ -10,6 +10,7 @@ pub mod v1 {
     tonic::include_proto!("muster.v1");
 }
 
+pub mod busy;
 pub mod channel;
 mod convert;
 

@@ -689,3 +689,78 @@ fn a_reimaged_host_supersedes_its_old_agent() {
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["hosts"], 1);
 }
+
+/// A fleet arriving together at a collector limited to one check-in a
+/// second: those over the limit are told when to come back, say so in
+/// their log, keep their report, and all are stored soon after, a slot
+/// apart.
+#[test]
+fn a_busy_collector_spreads_a_crowd_with_retry_after() {
+    let c = Collector::start_with(|data| {
+        let cfg = data.join("collector.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(cfg, format!("{text}\nmax_checkins_per_second = 1\n")).unwrap();
+    });
+    let n = 6;
+    let mut agents = Vec::new();
+    for i in 0..n {
+        let state = c.dir.join(&format!("agent-{i}"));
+        let root = c.dir.join(&format!("img-{i}"));
+        c.enroll(&state);
+        linux_image(
+            &root,
+            &format!("crowd-{i}"),
+            &[("bash", "5.2", "install ok installed")],
+            &[],
+        );
+        agents.push((state, root));
+    }
+    let logs: Vec<_> = (0..n)
+        .map(|i| c.dir.join(&format!("agent-{i}.log")))
+        .collect();
+    let mut running: Vec<_> = agents
+        .iter()
+        .zip(&logs)
+        .map(|((state, root), log)| {
+            cmd("muster-agent")
+                .args(["run", "--state-dir"])
+                .arg(state)
+                .arg("--root")
+                .arg(root)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let all_reported = wait_for(Duration::from_secs(60), || {
+        let hosts = c.hosts();
+        (hosts.len() == n && hosts.iter().all(|h| !h["last_checkin"].is_null())).then_some(())
+    });
+    for a in &mut running {
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+    let texts: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap())
+        .collect();
+    assert!(
+        all_reported.is_some(),
+        "not every agent was stored: {texts:#?}"
+    );
+    let told: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("the collector is busy"))
+        .collect();
+    assert!(!told.is_empty(), "no agent was told to wait: {texts:#?}");
+    for t in &told {
+        assert!(t.contains("retry_in_seconds="), "{t}");
+        assert!(
+            !t.contains("check-in failed"),
+            "a deferral is not a failure: {t}"
+        );
+    }
+    let metrics = c.log();
+    assert!(!metrics.contains("panicked"), "{metrics}");
+}
