@@ -53,7 +53,14 @@ pub async fn enroll(
     }
     write_atomic(&dir.key(), key.serialize_pem().as_bytes(), 0o600)?;
     write_atomic(&dir.cert(), resp.certificate_pem.as_bytes(), 0o644)?;
-    write_atomic(&dir.ca(), ca_pem.as_bytes(), 0o644)?;
+    // The collector's bundle came over a channel checked against `ca_pem`;
+    // during a CA rotation it holds both CAs.
+    let bundle = if resp.ca_pem.trim().is_empty() {
+        ca_pem
+    } else {
+        &resp.ca_pem
+    };
+    write_atomic(&dir.ca(), bundle.as_bytes(), 0o644)?;
     let cfg = AgentConfig {
         collector: url.to_string(),
         agent_id: resp.agent_id.clone(),
@@ -196,11 +203,22 @@ pub fn check_identity(
             .map_err(|e| format!("{what} is not PEM: {e}"))
     };
     let cert_der = der(cert_pem, "the agent's certificate")?;
-    let ca_der = der(ca_pem, "the collector's CA")?;
+    // The bundle holds one CA, or two while the collector's CA is rotated.
+    let cas: Vec<Vec<u8>> = rustls_pemfile::certs(&mut &ca_pem[..])
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the collector's CA is not PEM: {e}"))?;
+    if cas.is_empty() {
+        return Err("the collector's CA holds no PEM certificate".into());
+    }
     let (_, cert) = X509Certificate::from_der(&cert_der)
         .map_err(|e| format!("the agent's certificate does not parse: {e}"))?;
-    let (_, ca) = X509Certificate::from_der(&ca_der)
-        .map_err(|e| format!("the collector's CA does not parse: {e}"))?;
+    let mut subjects = Vec::new();
+    for ca_der in &cas {
+        let (_, ca) = X509Certificate::from_der(ca_der)
+            .map_err(|e| format!("the collector's CA does not parse: {e}"))?;
+        subjects.push(ca.subject().to_string());
+    }
     let key = std::str::from_utf8(key_pem)
         .ok()
         .and_then(|k| rcgen::KeyPair::from_pem(k).ok())
@@ -208,11 +226,11 @@ pub fn check_identity(
     if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
         return Err("the agent's key does not belong to its certificate".into());
     }
-    if cert.issuer() != ca.subject() {
+    if !subjects.contains(&cert.issuer().to_string()) {
         return Err(format!(
             "the agent's certificate was issued by {}, not by the collector's CA {}",
             cert.issuer(),
-            ca.subject()
+            subjects.join(" or ")
         ));
     }
     let (from, until) = (
@@ -276,7 +294,14 @@ pub async fn renew(dir: &StateDir, cfg: &AgentConfig) -> Result<i64> {
             ),
         })?
         .into_inner();
-    let ca = std::fs::read(dir.ca())?;
+    // The collector's CA bundle comes with the certificate: during a CA
+    // rotation it adds the new CA, which is how this agent learns to trust
+    // the server certificate the collector will switch to.
+    let ca = if resp.ca_pem.trim().is_empty() {
+        std::fs::read(dir.ca())?
+    } else {
+        resp.ca_pem.clone().into_bytes()
+    };
     check_identity(
         resp.certificate_pem.as_bytes(),
         key.serialize_pem().as_bytes(),
@@ -284,6 +309,8 @@ pub async fn renew(dir: &StateDir, cfg: &AgentConfig) -> Result<i64> {
         time::OffsetDateTime::now_utc().unix_timestamp(),
     )
     .map_err(|e| anyhow::anyhow!("the renewed certificate is not usable: {e}"))?;
+    // The bundle first: it trusts what the current certificate needs too.
+    write_atomic(&dir.ca(), &ca, 0o644)?;
     dir.install_identity(&key.serialize_pem(), &resp.certificate_pem)?;
     Ok(validity(dir)?.1)
 }

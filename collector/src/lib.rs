@@ -8,6 +8,7 @@ pub mod campaign;
 pub mod config;
 pub mod metrics;
 pub mod pki;
+pub mod rotation;
 pub mod server;
 pub mod service;
 pub mod siem;

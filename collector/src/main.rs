@@ -70,6 +70,49 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Rotate the CA with an overlap: rotate, wait for agents to renew, finish
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Start a rotation: a new signing CA, both CAs trusted until `finish`
+    #[command(
+        after_help = "Example:\n  muster-collector ca rotate --data-dir /var/lib/muster && systemctl reload muster-collector"
+    )]
+    Rotate {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// The trusted CAs, and the agents still holding a certificate of another CA than the signing one
+    #[command(
+        after_help = "Example:\n  muster-collector ca status --data-dir /var/lib/muster --format json"
+    )]
+    Status {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// table or json
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// End a rotation: a server certificate from the new CA, the previous CA no longer trusted
+    #[command(
+        after_help = "Example:\n  muster-collector ca finish --data-dir /var/lib/muster && systemctl reload muster-collector"
+    )]
+    Finish {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Finish even though some agents still hold a certificate of the
+        /// previous CA (they will be locked out and must enroll again)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +206,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{token}");
             Ok(())
         }
+        Cmd::Ca { cmd } => ca(cmd).await,
         Cmd::Config {
             cmd: ConfigCmd::Check { data_dir },
         } => {
@@ -191,6 +235,118 @@ async fn run(cli: Cli) -> Result<()> {
                 cfg.listen,
                 cfg.checkin_interval
             );
+            Ok(())
+        }
+    }
+}
+
+/// How many of the agents still on another CA `ca status` and `ca finish`
+/// name.
+const LISTED: u32 = 20;
+
+async fn ca(cmd: CaCmd) -> Result<()> {
+    use muster_collector::rotation;
+    match cmd {
+        CaCmd::Rotate { data_dir } => {
+            let dir = DataDir::new(data_dir);
+            let config = load_config(&dir)?;
+            let fp = rotation::rotate(&dir)?;
+            println!("new signing CA {fp}; the previous CA stays trusted until `ca finish`");
+            println!(
+                "  {} now holds both CAs; the operator identity in {} was renewed",
+                dir.ca_cert().display(),
+                dir.operator_dir().display()
+            );
+            println!(
+                "next: send the collector SIGHUP (systemctl reload muster-collector). Agents get the new CA \
+                 with their next renewal, within {} days ({} of agent_certificate_days = {}); \
+                 watch `muster-collector ca status`, then run `muster-collector ca finish`",
+                config.agent_certificate_days * 2 / 3,
+                "two thirds",
+                config.agent_certificate_days
+            );
+            Ok(())
+        }
+        CaCmd::Status { data_dir, format } => {
+            let dir = DataDir::new(data_dir);
+            let config = load_config(&dir)?;
+            let cas = rotation::bundle(&dir)?;
+            let store = open_store(&dir, &config).await?;
+            let waiting = store.hosts_on_other_ca(&cas[0].fingerprint, LISTED).await?;
+            store.close().await;
+            let rfc = |t: i64| {
+                time::OffsetDateTime::from_unix_timestamp(t)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+            };
+            if format == "json" {
+                let v = serde_json::json!({
+                    "rotating": cas.len() > 1,
+                    "cas": cas.iter().map(|c| serde_json::json!({
+                        "name": c.name, "fingerprint": c.fingerprint,
+                        "not_after": rfc(c.not_after), "signing": c.signing,
+                    })).collect::<Vec<_>>(),
+                    "agents_on_other_ca": waiting.count,
+                    "first": waiting.hosts.iter().map(|(id, hostname, last)| serde_json::json!({
+                        "id": id, "hostname": hostname, "last_checkin": last.and_then(rfc),
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            for c in &cas {
+                println!(
+                    "{} CA {} ({}), valid until {}",
+                    if c.signing { "signing " } else { "previous" },
+                    c.fingerprint,
+                    c.name,
+                    rfc(c.not_after).unwrap_or_default()
+                );
+            }
+            println!(
+                "agents holding a certificate of another CA: {}",
+                waiting.count
+            );
+            for (id, hostname, last) in &waiting.hosts {
+                println!(
+                    "  {id}  {hostname}  last check-in {}",
+                    last.and_then(rfc).unwrap_or_else(|| "never".into())
+                );
+            }
+            if cas.len() > 1 && waiting.count == 0 {
+                println!("every agent has the new CA: `muster-collector ca finish` is safe");
+            }
+            Ok(())
+        }
+        CaCmd::Finish { data_dir, force } => {
+            let dir = DataDir::new(data_dir);
+            let config = load_config(&dir)?;
+            let cas = rotation::bundle(&dir)?;
+            let store = open_store(&dir, &config).await?;
+            let waiting = store.hosts_on_other_ca(&cas[0].fingerprint, LISTED).await?;
+            store.close().await;
+            if waiting.count > 0 && cas.len() > 1 && !force {
+                let names: Vec<String> = waiting
+                    .hosts
+                    .iter()
+                    .map(|(id, hostname, _)| format!("{hostname} ({id})"))
+                    .collect();
+                bail!(
+                    "{} agent(s) still hold a certificate of the previous CA and would be locked out, e.g. {}; \
+                     wait for them to renew (see `muster-collector ca status`), or give --force",
+                    waiting.count,
+                    names.join(", ")
+                );
+            }
+            rotation::finish(&dir)?;
+            println!(
+                "the server certificate now comes from CA {}, and only that CA is trusted",
+                cas[0].fingerprint
+            );
+            println!("next: send the collector SIGHUP (systemctl reload muster-collector)");
             Ok(())
         }
     }
@@ -302,20 +458,29 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing in-flight requests");
 }
 
-/// On SIGHUP, reads the server certificate, its key and the CA bundle
-/// again; the next TLS handshakes use them. A bad file is logged and the
-/// current configuration kept.
+/// On SIGHUP, reads the server certificate, its key, the CA bundle and the
+/// CA key again; the next TLS handshakes, enrollments and renewals use
+/// them. A bad file is logged and the current configuration kept.
 async fn reload_on_sighup(
     dir: DataDir,
     tls: tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>,
+    state: Arc<State>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
+        let authority = match muster_collector::rotation::load_authority(&dir) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "SIGHUP: cannot reload the CA; keeping the current TLS files and CA");
+                continue;
+            }
+        };
         match tls_config(&dir) {
             Ok(cfg) => {
+                *state.authority.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(authority);
                 let _ = tls.send(Arc::new(cfg));
                 tracing::info!(cert = %dir.server_cert().display(), ca = %dir.ca_cert().display(), "SIGHUP: server certificate and CA bundle reloaded; new connections use them");
             }
@@ -328,12 +493,7 @@ async fn reload_on_sighup(
 
 async fn run_server(dir: DataDir, config: Config) -> Result<()> {
     let tls = tls_config(&dir)?;
-    let authority = Authority::load(
-        &std::fs::read_to_string(dir.ca_cert())
-            .with_context(|| format!("cannot read {}", dir.ca_cert().display()))?,
-        &std::fs::read_to_string(dir.ca_key())
-            .with_context(|| format!("cannot read {}", dir.ca_key().display()))?,
-    )?;
+    let authority = muster_collector::rotation::load_authority(&dir)?;
     let store = open_store(&dir, &config).await?;
     let catalog = config.catalog()?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -360,7 +520,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
     let state = Arc::new(State {
         store: store.clone(),
         catalog,
-        authority,
+        authority: std::sync::RwLock::new(Arc::new(authority)),
         admission: muster_collector::admission::Admission::new(config.max_checkins_per_second),
         config,
         exporters,
@@ -389,7 +549,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         }));
     }
     let (tls_now, tls) = tokio::sync::watch::channel(Arc::new(tls));
-    tokio::spawn(reload_on_sighup(dir.clone(), tls_now));
+    tokio::spawn(reload_on_sighup(dir.clone(), tls_now, state.clone()));
     let result = serve(listener, tls, state, async move {
         shutdown_signal().await;
         let _ = stop.send(true);

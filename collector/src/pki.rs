@@ -88,8 +88,42 @@ pub fn peer_from_der(der: &[u8]) -> Result<Peer> {
 /// The CA, loaded from its PEM files, ready to sign.
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
-    /// The CA certificate, PEM.
+    /// The trusted CA bundle, PEM: the signing CA first, then, while a
+    /// rotation overlaps, the previous one. Handed to agents.
     pub cert_pem: String,
+    /// The signing CA's fingerprint ([`fingerprint`]).
+    pub fingerprint: String,
+}
+
+/// A CA certificate's fingerprint: the first 16 bytes of the SHA-256 of
+/// its DER, in hex. Recorded with each host's certificate, so that a CA
+/// rotation knows which hosts still hold one of the previous CA.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(der)[..16])
+}
+
+/// The PEM blocks of a certificate bundle, in order, each with its DER.
+pub fn pem_certificates(pem: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut rest = pem;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    while let Some(start) = rest.find(BEGIN) {
+        let end = rest[start..]
+            .find(END)
+            .map(|e| start + e + END.len())
+            .context("a certificate in the bundle has no END line")?;
+        let block = format!("{}\n", &rest[start..end]);
+        let der = rustls_pemfile::certs(&mut block.as_bytes())
+            .next()
+            .context("empty certificate block")?
+            .context("a certificate in the bundle is not valid PEM")?;
+        out.push((block, der.to_vec()));
+        rest = &rest[end..];
+    }
+    anyhow::ensure!(!out.is_empty(), "the bundle holds no certificate");
+    Ok(out)
 }
 
 /// A certificate and its private key, both PEM.
@@ -100,6 +134,8 @@ pub struct Issued {
     pub key_pem: String,
     /// Hex serial.
     pub serial: String,
+    /// The fingerprint of the CA that signed it.
+    pub ca: String,
 }
 
 fn random_serial() -> (SerialNumber, String) {
@@ -147,19 +183,32 @@ impl Authority {
         Ok((
             Authority {
                 issuer,
+                fingerprint: fingerprint(cert.der()),
                 cert_pem: cert.pem(),
             },
             key_pem,
         ))
     }
 
-    /// Loads the CA from its certificate and key PEM.
+    /// Loads the CA from its bundle and key PEM: the first certificate of
+    /// the bundle signs, and must be the key's.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority> {
+        use x509_parser::prelude::*;
         let key = KeyPair::from_pem(key_pem).context("cannot read the CA key")?;
+        let certs = pem_certificates(cert_pem).context("cannot read the CA bundle")?;
+        let (first_pem, first_der) = &certs[0];
+        let (_, parsed) =
+            X509Certificate::from_der(first_der).context("cannot parse the CA certificate")?;
+        anyhow::ensure!(
+            *parsed.tbs_certificate.subject_pki.subject_public_key.data == *key.public_key_raw(),
+            "the CA key does not belong to the first certificate of the CA bundle \
+             (an interrupted `muster-collector ca rotate`?)"
+        );
         let issuer =
-            Issuer::from_ca_cert_pem(cert_pem, key).context("cannot read the CA certificate")?;
+            Issuer::from_ca_cert_pem(first_pem, key).context("cannot read the CA certificate")?;
         Ok(Authority {
             issuer,
+            fingerprint: fingerprint(first_der),
             cert_pem: cert_pem.to_string(),
         })
     }
@@ -187,6 +236,7 @@ impl Authority {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             serial,
+            ca: self.fingerprint.clone(),
         })
     }
 
@@ -199,6 +249,7 @@ impl Authority {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             serial,
+            ca: self.fingerprint.clone(),
         })
     }
 
@@ -214,6 +265,7 @@ impl Authority {
             cert_pem: cert.pem(),
             key_pem: String::new(),
             serial,
+            ca: self.fingerprint.clone(),
         })
     }
 
@@ -235,6 +287,7 @@ impl Authority {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             serial,
+            ca: self.fingerprint.clone(),
         })
     }
 }
@@ -269,6 +322,19 @@ mod tests {
         assert_eq!(peer.role, Role::Agent);
         assert_eq!(peer.id, "host-1");
         assert_eq!(peer.serial, issued.serial);
+    }
+
+    #[test]
+    fn a_bundle_signs_with_its_first_ca_and_a_foreign_key_is_refused() {
+        let (old, old_key) = Authority::generate("old").unwrap();
+        let (new, new_key) = Authority::generate("new").unwrap();
+        let bundle = format!("{}{}", new.cert_pem, old.cert_pem);
+        let ca = Authority::load(&bundle, &new_key).unwrap();
+        assert_eq!(ca.fingerprint, new.fingerprint);
+        assert_eq!(pem_certificates(&ca.cert_pem).unwrap().len(), 2);
+        let e = Authority::load(&bundle, &old_key).err().unwrap();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        assert!(pem_certificates("no pem here").is_err());
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub struct State {
     pub store: Store,
     /// The catalog the collector evaluates with.
     pub catalog: Catalog,
-    /// The CA, for enrollment.
-    pub authority: Authority,
+    /// The CA, for enrollment and renewal; replaced on SIGHUP (a CA
+    /// rotation).
+    pub authority: std::sync::RwLock<Arc<Authority>>,
     /// The config.
     pub config: Config,
     /// The SIEM exporters of the config.
@@ -42,6 +43,14 @@ pub struct State {
 }
 
 impl State {
+    /// The CA as it is now.
+    pub fn authority(&self) -> Arc<Authority> {
+        self.authority
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Hosts whose last report (or enrollment) is older than this are
     /// stale.
     pub fn stale_before(&self) -> i64 {

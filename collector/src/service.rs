@@ -54,10 +54,11 @@ impl v1::enrollment_server::Enrollment for EnrollmentService {
         let st = &self.0;
         let days = st.config.agent_certificate_days;
         let csr = r.csr_pem;
+        let authority = st.authority();
         let result = st
             .store
             .enroll(&token_hash(&r.token), &facts, |id| {
-                st.authority
+                authority
                     .sign_agent_csr(&csr, id, days)
                     .map_err(|e| e.to_string())
             })
@@ -73,7 +74,7 @@ impl v1::enrollment_server::Enrollment for EnrollmentService {
                 Ok(Response::new(v1::EnrollResponse {
                     agent_id: id,
                     certificate_pem: cert_pem,
-                    ca_pem: st.authority.cert_pem.clone(),
+                    ca_pem: authority.cert_pem.clone(),
                 }))
             }
             Err(EnrollError::Token(t)) => {
@@ -258,10 +259,11 @@ impl v1::agent_server::Agent for AgentService {
         let csr = req.into_inner().csr_pem;
         let st = &self.0;
         let days = st.config.agent_certificate_days;
+        let authority = st.authority();
         let issued = st
             .store
             .renew_certificate(&who.id, || {
-                st.authority
+                authority
                     .sign_agent_csr(&csr, &who.id, days)
                     .map_err(|e| e.to_string())
             })
@@ -273,7 +275,7 @@ impl v1::agent_server::Agent for AgentService {
         tracing::info!(host = %who.id, serial = %issued.serial, days, "agent certificate renewed");
         Ok(Response::new(v1::RenewCertificateResponse {
             certificate_pem: issued.cert_pem,
-            ca_pem: st.authority.cert_pem.clone(),
+            ca_pem: authority.cert_pem.clone(),
         }))
     }
 }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-pub use outbox::{Cursor, ExporterStatus, OutboxEvent, RenewError};
+pub use outbox::{Cursor, ExporterStatus, OtherCa, OutboxEvent, RenewError};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -855,6 +855,12 @@ impl Store {
                 .await
                 .map_err(StoreError::from)?;
             insert_host!(tx, &id, facts, now(), &issued.serial, 0);
+            sqlx::query("UPDATE hosts SET cert_ca = $1 WHERE id = $2")
+                .bind(&issued.ca)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
             insert_events!(tx, &[Event::new(&id, now(), "enrolled")]);
             tx.commit().await.map_err(StoreError::from)?;
             Ok((id, issued))

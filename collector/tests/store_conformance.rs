@@ -93,6 +93,7 @@ fn issued(id: &str) -> Result<Issued, String> {
         cert_pem: String::new(),
         key_pem: String::new(),
         serial: format!("serial-{id}"),
+        ca: "ca-1".into(),
     })
 }
 

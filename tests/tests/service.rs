@@ -764,3 +764,127 @@ fn a_busy_collector_spreads_a_crowd_with_retry_after() {
     let metrics = c.log();
     assert!(!metrics.contains("panicked"), "{metrics}");
 }
+
+fn collector_ca(c: &Collector, args: &[&str]) -> std::process::Output {
+    cmd("muster-collector")
+        .arg("ca")
+        .args(args)
+        .arg("--data-dir")
+        .arg(c.data())
+        .output()
+        .unwrap()
+}
+
+/// The documented CA rotation, end to end: rotate and reload; agents and
+/// operators go on; `finish` waits for the agents that have not renewed;
+/// an agent renews and gets the new CA; finish and reload; the server now
+/// shows a new-CA certificate, the renewed agent still reports, and a
+/// certificate of the previous CA no longer gets in.
+#[test]
+fn the_ca_is_rotated_with_an_overlap() {
+    let c = Collector::start();
+    let (state, root) = c.agent_with_image("rotating", &[("bash", "5.2", "install ok installed")]);
+    let report = |state: &Path| {
+        let out = agent_once(state, &root);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    report(&state);
+    let old_server = served_certificate(&c);
+
+    let out = collector_ca(&c, &["rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.signal("HUP");
+    wait_for(Duration::from_secs(10), || {
+        c.log()
+            .contains("server certificate and CA bundle reloaded")
+            .then_some(())
+    })
+    .expect("reloaded");
+    let again = collector_ca(&c, &["rotate"]);
+    assert!(!again.status.success(), "one rotation at a time");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already in progress"));
+
+    // The overlap: the old certificate still works, the operator too.
+    report(&state);
+    assert_eq!(c.hosts().len(), 1);
+    let status: serde_json::Value =
+        serde_json::from_slice(&collector_ca(&c, &["status", "--format", "json"]).stdout).unwrap();
+    assert_eq!(status["rotating"], true);
+    assert_eq!(status["cas"].as_array().unwrap().len(), 2);
+    assert_eq!(status["agents_on_other_ca"], 1);
+    let refused = collector_ca(&c, &["finish"]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("rotating") && why.contains("locked out"),
+        "{why}"
+    );
+
+    // Keep a copy of the identity that never renews.
+    let stale = c.dir.join("agent-not-renewed");
+    copy_dir(&state, &stale);
+    let out = cmd("muster-agent")
+        .args(["renew", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = std::fs::read_to_string(state.join("ca.pem")).unwrap();
+    assert_eq!(
+        bundle.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "the agent got both CAs"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&collector_ca(&c, &["status", "--format", "json"]).stdout).unwrap();
+    assert_eq!(status["agents_on_other_ca"], 0, "{status}");
+
+    let out = collector_ca(&c, &["finish"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.signal("HUP");
+    let new_server = wait_for(Duration::from_secs(10), || {
+        let now = served_certificate(&c);
+        (now != old_server).then_some(now)
+    })
+    .expect("the new server certificate is served");
+    let ca_now = std::fs::read_to_string(c.data().join("ca.pem")).unwrap();
+    assert_eq!(ca_now.matches("BEGIN CERTIFICATE").count(), 1);
+    let issuer_ok = {
+        use x509_parser::prelude::*;
+        let ca_der: Vec<u8> = rustls_pemfile::certs(&mut ca_now.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+        let (_, server) = X509Certificate::from_der(&new_server).unwrap();
+        server.issuer() == ca.subject()
+    };
+    assert!(issuer_ok, "the server certificate comes from the new CA");
+
+    // The renewed agent and the operator go on; the previous CA's
+    // certificate is refused.
+    report(&state);
+    assert_eq!(c.hosts().len(), 1);
+    let out = agent_once(&stale, &root);
+    assert!(
+        !out.status.success(),
+        "a certificate of the previous CA still got in"
+    );
+}

@@ -613,6 +613,43 @@ impl Store {
     }
 }
 
+/// Hosts whose current certificate another CA than `ca` signed.
+#[derive(Debug, Clone, Default)]
+pub struct OtherCa {
+    /// How many (live agents: not revoked, superseded or imported).
+    pub count: u64,
+    /// The first of them by hostname: (id, hostname, last check-in).
+    pub hosts: Vec<(String, String, Option<i64>)>,
+}
+
+impl Store {
+    /// The live agents still holding a certificate that CA `ca` did not
+    /// sign (at most `limit` listed): what a CA rotation waits for.
+    pub async fn hosts_on_other_ca(&self, ca: &str, limit: u32) -> Result<OtherCa, StoreError> {
+        const LIVE: &str =
+            "imported = 0 AND revoked_at IS NULL AND superseded_by IS NULL AND cert_ca <> $1";
+        on_pool!(self, |pool| {
+            let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM hosts WHERE {LIVE}"
+            )))
+            .bind(ca)
+            .fetch_one(pool)
+            .await?;
+            let hosts = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id, hostname, last_checkin FROM hosts WHERE {LIVE} ORDER BY hostname, id LIMIT $2"
+            )))
+            .bind(ca)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            Ok(OtherCa {
+                count: count as u64,
+                hosts,
+            })
+        })
+    }
+}
+
 /// Why a certificate was not renewed.
 #[derive(Debug, thiserror::Error)]
 pub enum RenewError {
@@ -662,8 +699,9 @@ impl Store {
                 Some(None) => {}
             }
             let issued = issue().map_err(RenewError::Sign)?;
-            sqlx::query("UPDATE hosts SET cert_serial = $1 WHERE id = $2")
+            sqlx::query("UPDATE hosts SET cert_serial = $1, cert_ca = $2 WHERE id = $3")
                 .bind(&issued.serial)
+                .bind(&issued.ca)
                 .bind(id)
                 .execute(&mut *tx)
                 .await
