@@ -44,10 +44,13 @@ pub async fn enroll(
         })?
         .into_inner();
     {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        // Elsewhere (Windows) the folder inherits the ACL the installer set
+        // on its parent: SYSTEM and Administrators only.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
             .create(&dir.0)
             .with_context(|| format!("cannot create {}", dir.0.display()))?;
     }

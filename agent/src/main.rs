@@ -3,9 +3,11 @@
 
 mod client;
 mod facts;
+mod logfile;
 mod snapshot;
 mod sources;
 mod state;
+mod winservice;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -118,6 +120,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// The Windows service: register it, remove it, or run as it (Windows only)
+    #[command(
+        after_help = "Example (PowerShell, as Administrator; deploy/windows/install.ps1 does all of it):\n  muster-agent service install --state-dir C:\\ProgramData\\Muster\\agent\n  Start-Service MusterAgent"
+    )]
+    Service {
+        #[command(subcommand)]
+        cmd: ServiceCmd,
+    },
     /// Write this host's (or an image's) inventory to a JSON snapshot, for air-gapped hosts
     #[command(
         after_help = "The format is documented in docs/snapshot.md.\n\nExample:\n  muster-agent collect --out /media/usb/$(hostname).json\n  muster-agent collect --root /mnt/image --out image.json"
@@ -129,6 +139,24 @@ enum Cmd {
         /// The snapshot file to write
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Register the service (automatic, delayed start; restarts after a failure), or update it
+    Install {
+        /// The agent's state folder (made by enroll)
+        #[arg(long, default_value = winservice::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Stop and remove the service; the state folder is kept
+    Uninstall,
+    /// What the Service Control Manager runs: the agent loop of `run`, stopped by the service's Stop
+    Run {
+        /// The agent's state folder (made by enroll)
+        #[arg(long, default_value = winservice::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
 }
 
@@ -166,12 +194,17 @@ fn main() -> std::process::ExitCode {
     quiet_broken_pipe();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(cli.cmd)) {
+    init_logging(&cli.log_format, service_log(&cli.cmd).as_deref());
+    let outcome = match cli.cmd {
+        // The service dispatcher blocks this thread and starts its own.
+        Cmd::Service { cmd } => service(cmd),
+        cmd => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(run(cmd)),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
             eprintln!("error: {e:#}");
@@ -204,19 +237,69 @@ fn quiet_broken_pipe() {
     }));
 }
 
-fn init_logging(format: &str) {
+/// The log file of the Windows service, which has no console; every other
+/// command logs to standard error (journald takes it from there).
+fn service_log(cmd: &Cmd) -> Option<PathBuf> {
+    match cmd {
+        Cmd::Service {
+            cmd: ServiceCmd::Run { state_dir },
+        } if cfg!(windows) => Some(winservice::log_path(state_dir)),
+        _ => None,
+    }
+}
+
+fn init_logging(format: &str, file: Option<&std::path::Path>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = file.and_then(
+        |p| match logfile::CappedLog::open(p, winservice::LOG_MAX_BYTES) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("warning: cannot open the log {}: {e}", p.display());
+                None
+            }
+        },
+    );
     // Colours only on a terminal: journald and log files get plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
+        .with_ansi(log.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match (log, format == "json") {
+        (Some(f), true) => b.json().with_writer(std::sync::Mutex::new(f)).init(),
+        (Some(f), false) => b.with_writer(std::sync::Mutex::new(f)).init(),
+        (None, true) => b.json().with_writer(std::io::stderr).init(),
+        (None, false) => b.with_writer(std::io::stderr).init(),
     }
+}
+
+/// `muster-agent service ...`: the Windows service's commands.
+fn service(cmd: ServiceCmd) -> Result<()> {
+    #[cfg(windows)]
+    {
+        match cmd {
+            ServiceCmd::Install { state_dir } => winservice::windows::install(&state_dir),
+            ServiceCmd::Uninstall => winservice::windows::uninstall(),
+            ServiceCmd::Run { state_dir } => winservice::windows::run(state_dir),
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = cmd;
+        anyhow::bail!(winservice::NOT_WINDOWS)
+    }
+}
+
+/// The Windows service's agent: the state folder checked as the systemd
+/// unit's ExecStartPre does (status 2 when unusable), then the loop of
+/// `run` until `stop`.
+#[cfg_attr(not(windows), allow(dead_code))]
+async fn run_service(
+    state_dir: PathBuf,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let dir = StateDir(state_dir);
+    config_check(&dir).map_err(ConfigError)?;
+    run_until(&dir, std::path::Path::new("/"), &Catalog::builtin(), stop).await
 }
 
 fn now() -> i64 {
@@ -293,52 +376,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             // Signals are watched from the start, so a stop that arrives
             // during a check-in is not the default (abrupt) exit; whatever
             // was not acknowledged stays in the spool.
-            let stop = shutdown();
-            tokio::pin!(stop);
-            let mut failures = 0u32;
-            loop {
-                let outcome = tokio::select! {
-                    r = check_in(&dir, &root, &catalog) => r,
-                    _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
-                };
-                let interval = dir
-                    .load_progress()
-                    .map(|p| p.interval_seconds)
-                    .unwrap_or(0)
-                    .max(10);
-                let wait = match outcome {
-                    Ok(()) => {
-                        failures = 0;
-                        // Up to 10% jitter, so a fleet restarted together
-                        // spreads out.
-                        interval + rand::random::<u64>() % (interval / 10 + 1)
-                    }
-                    Err(e) if e.downcast_ref::<client::Busy>().is_some() => {
-                        let asked =
-                            u64::from(e.downcast_ref::<client::Busy>().map_or(1, |b| b.seconds));
-                        // The collector already spread the waits; a little
-                        // more jitter keeps agents given one slot apart.
-                        let wait = asked + rand::random::<u64>() % (asked / 10 + 1);
-                        tracing::warn!(error = %format!("{e:#}"), retry_in_seconds = wait, "the collector is busy; the report stays in the spool");
-                        wait
-                    }
-                    Err(e) if e.downcast_ref::<client::Revoked>().is_some() => {
-                        tracing::error!(error = %format!("{e:#}"), retry_in = "6h", "the collector refuses this host: an operator revoked it; enroll it again with a new token to bring it back");
-                        REVOKED_RETRY_SECONDS
-                    }
-                    Err(e) => {
-                        failures += 1;
-                        // Never longer than the interval, nor an hour.
-                        let wait = retry_after_failure(failures, interval.min(3600));
-                        tracing::error!(error = %format!("{e:#}"), failures, retry_in_seconds = wait, "check-in failed; the report stays in the spool");
-                        wait
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
-                    _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
-                }
-            }
+            run_until(&dir, &root, &catalog, shutdown()).await
         }
         Cmd::Renew { state_dir } => {
             let dir = StateDir(state_dir);
@@ -350,6 +388,8 @@ async fn run(cmd: Cmd) -> Result<()> {
             );
             Ok(())
         }
+        // main() runs it outside the runtime: the dispatcher blocks its thread.
+        Cmd::Service { cmd } => service(cmd),
         Cmd::Config {
             cmd: ConfigCmd::Check { state_dir },
         } => {
@@ -452,9 +492,65 @@ async fn run(cmd: Cmd) -> Result<()> {
     }
 }
 
+/// Checks in at the collector's interval (backing off after failures)
+/// until `stop` completes: SIGTERM or SIGINT for `run`, the Service Control
+/// Manager's Stop for the Windows service.
+async fn run_until(
+    dir: &StateDir,
+    root: &std::path::Path,
+    catalog: &Catalog,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    tokio::pin!(stop);
+    let mut failures = 0u32;
+    loop {
+        let outcome = tokio::select! {
+            r = check_in(dir, root, catalog) => r,
+            _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
+        };
+        let interval = dir
+            .load_progress()
+            .map(|p| p.interval_seconds)
+            .unwrap_or(0)
+            .max(10);
+        let wait = match outcome {
+            Ok(()) => {
+                failures = 0;
+                // Up to 10% jitter, so a fleet restarted together
+                // spreads out.
+                interval + rand::random::<u64>() % (interval / 10 + 1)
+            }
+            Err(e) if e.downcast_ref::<client::Busy>().is_some() => {
+                let asked = u64::from(e.downcast_ref::<client::Busy>().map_or(1, |b| b.seconds));
+                // The collector already spread the waits; a little more
+                // jitter keeps agents given one slot apart.
+                let wait = asked + rand::random::<u64>() % (asked / 10 + 1);
+                tracing::warn!(error = %format!("{e:#}"), retry_in_seconds = wait, "the collector is busy; the report stays in the spool");
+                wait
+            }
+            Err(e) if e.downcast_ref::<client::Revoked>().is_some() => {
+                tracing::error!(error = %format!("{e:#}"), retry_in = "6h", "the collector refuses this host: an operator revoked it; enroll it again with a new token to bring it back");
+                REVOKED_RETRY_SECONDS
+            }
+            Err(e) => {
+                failures += 1;
+                // Never longer than the interval, nor an hour.
+                let wait = retry_after_failure(failures, interval.min(3600));
+                tracing::error!(error = %format!("{e:#}"), failures, retry_in_seconds = wait, "check-in failed; the report stays in the spool");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = &mut stop => { tracing::info!("stopping"); return Ok(()); }
+        }
+    }
+}
+
+/// SIGTERM (systemd's stop) or SIGINT, registered now, not when first polled.
+#[cfg(unix)]
 fn shutdown() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    // Registered now, not when first polled.
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     async move {
@@ -462,6 +558,15 @@ fn shutdown() -> impl std::future::Future<Output = ()> {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
+    }
+}
+
+/// Ctrl+C in a console elsewhere (the Windows service stops through its
+/// control handler instead).
+#[cfg(not(unix))]
+fn shutdown() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
