@@ -244,6 +244,126 @@ fn the_debian_package_installs_and_removes_cleanly() {
     );
 }
 
+/// The RPM, built with cargo-generate-rpm and read with `rpm` (the CI
+/// machine is Debian, so it is not installed): the files with their modes
+/// and owners, and the scriptlets that make the user and the 0700 state
+/// folder and stop and disable the unit on erase. Runs where
+/// MUSTER_TEST_PACKAGES=1, as the Debian package test.
+#[test]
+fn the_rpm_package_holds_the_files_and_scriptlets() {
+    if std::env::var("MUSTER_TEST_PACKAGES").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: set MUSTER_TEST_PACKAGES=1 (as .ci/run does) to build the RPM (needs cargo-generate-rpm and rpm)"
+        );
+        return;
+    }
+    let out = TempDir::new("rpm");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let cargo = || {
+        let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+        c.current_dir(workspace);
+        c
+    };
+    // cargo-generate-rpm packs what is built; it does not build.
+    let built = cargo()
+        .args(["build", "--release", "-p", "muster-agent"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let build = cargo()
+        .args(["generate-rpm", "-p", "agent", "-o"])
+        .arg(&out.0)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "cargo generate-rpm (cargo install cargo-generate-rpm): {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let rpm = std::fs::read_dir(&out.0)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rpm"))
+        .expect("an .rpm");
+    let rpm = rpm.to_str().unwrap();
+    let name = must("rpm", &["-qp", "--qf", "%{NAME} %{VERSION}", rpm]);
+    assert_eq!(name, format!("muster-agent {}", env!("CARGO_PKG_VERSION")));
+    let listing = must("rpm", &["-qlvp", rpm]);
+    for (mode, path) in [
+        ("-rwxr-xr-x", "/usr/bin/muster-agent"),
+        ("-rw-r--r--", "/usr/lib/systemd/system/muster-agent.service"),
+        (
+            "-rw-r--r--",
+            "/usr/share/doc/muster-agent/agent.toml.example",
+        ),
+        ("-rw-r--r--", "/usr/share/doc/muster-agent/agent-service.md"),
+    ] {
+        assert!(
+            listing.lines().any(|l| l.starts_with(mode)
+                && l.ends_with(path)
+                && l.split_whitespace().nth(2) == Some("root")),
+            "{path} with {mode}, owned by root:\n{listing}"
+        );
+    }
+    assert_eq!(listing.lines().count(), 4, "nothing else:\n{listing}");
+    let scripts = must("rpm", &["-qp", "--scripts", rpm]);
+    // "preinstall scriptlet (using /bin/sh):" heads each one; the
+    // interpreter must be named (the package sets it, as rpmbuild does).
+    let mut sections = std::collections::HashMap::<String, String>::new();
+    let mut current = String::new();
+    for line in scripts.lines() {
+        match line.split_once(" scriptlet (using ") {
+            Some((name, prog)) => {
+                assert_eq!(prog, "/bin/sh):", "{line}");
+                current = name.to_string();
+            }
+            None => {
+                let text = sections.entry(current.clone()).or_default();
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    let section = |name: &str| -> String {
+        sections
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} scriptlet:\n{scripts}"))
+    };
+    let pre = section("preinstall");
+    assert!(
+        pre.contains("groupadd --system muster-agent") && pre.contains("useradd --system"),
+        "{pre}"
+    );
+    let post = section("postinstall");
+    assert!(
+        post.contains("install -d -m 0700 -o muster-agent -g muster-agent /var/lib/muster-agent"),
+        "{post}"
+    );
+    assert!(
+        !post.contains("systemctl enable"),
+        "enabled before enrollment: {post}"
+    );
+    let preun = section("preuninstall");
+    assert!(
+        preun.contains("[ \"$1\" -eq 0 ]")
+            && preun.contains("systemctl stop muster-agent.service")
+            && preun.contains("systemctl disable muster-agent.service"),
+        "{preun}"
+    );
+    let postun = section("postuninstall");
+    assert!(postun.contains("daemon-reload"), "{postun}");
+    // The scriptlets are valid shell.
+    for f in ["pre", "post", "preun", "postun"] {
+        let p = workspace.join("deploy/linux/rpm").join(f);
+        must("sh", &["-n", p.to_str().unwrap()]);
+    }
+}
+
 /// Agent certificates are renewed with a new key: on demand (`muster-agent
 /// renew`) and by itself once two thirds of the certificate's life have
 /// passed; the collector records the new serial and a timeline event; a
