@@ -259,10 +259,9 @@ async fn ca(cmd: CaCmd) -> Result<()> {
             );
             println!(
                 "next: send the collector SIGHUP (systemctl reload muster-collector). Agents get the new CA \
-                 with their next renewal, within {} days ({} of agent_certificate_days = {}); \
+                 with their next renewal, within {} days (two thirds of agent_certificate_days = {}); \
                  watch `muster-collector ca status`, then run `muster-collector ca finish`",
                 config.agent_certificate_days * 2 / 3,
-                "two thirds",
                 config.agent_certificate_days
             );
             Ok(())
