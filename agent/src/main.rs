@@ -145,14 +145,23 @@ enum Cmd {
 #[derive(Subcommand)]
 enum ServiceCmd {
     /// Register the service (automatic, delayed start; restarts after a failure), or update it
+    #[command(
+        after_help = "Windows only, as Administrator (deploy\\windows\\install.ps1 enrolls and runs it).\n\nExample:\n  muster-agent.exe service install --state-dir C:\\ProgramData\\Muster\\agent"
+    )]
     Install {
         /// The agent's state folder (made by enroll)
         #[arg(long, default_value = winservice::DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// Stop and remove the service; the state folder is kept
+    #[command(
+        after_help = "Windows only, as Administrator.\n\nExample:\n  muster-agent.exe service uninstall"
+    )]
     Uninstall,
     /// What the Service Control Manager runs: the agent loop of `run`, stopped by the service's Stop
+    #[command(
+        after_help = "Windows only; registered by `service install`, not run by hand.\n\nExample: the registered command line\n  \"C:\\Program Files\\Muster\\muster-agent.exe\" service run --state-dir C:\\ProgramData\\Muster\\agent"
+    )]
     Run {
         /// The agent's state folder (made by enroll)
         #[arg(long, default_value = winservice::DEFAULT_STATE_DIR)]

@@ -283,6 +283,12 @@ fn every_command_has_help_with_an_example() {
         ("muster-agent", vec!["collect"]),
         ("muster-agent", vec!["renew"]),
         ("muster-agent", vec!["config", "check"]),
+        ("muster-agent", vec!["service", "install"]),
+        ("muster-agent", vec!["service", "uninstall"]),
+        ("muster-agent", vec!["service", "run"]),
+        ("muster-collector", vec!["ca", "rotate"]),
+        ("muster-collector", vec!["ca", "status"]),
+        ("muster-collector", vec!["ca", "finish"]),
     ] {
         let out = ok(cmd(bin).args(&args).arg("--help"));
         assert!(
