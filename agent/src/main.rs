@@ -363,11 +363,10 @@ async fn run(cmd: Cmd) -> Result<()> {
             let ca = std::fs::read_to_string(&ca_cert)
                 .with_context(|| format!("cannot read the CA certificate {}", ca_cert.display()))?;
             let dir = StateDir(state_dir);
-            let facts = facts::collect(
-                std::path::Path::new("/"),
-                true,
-                muster_catalog::Platform::Linux,
-            );
+            // The same detection a scan uses, so a Windows or macOS host
+            // does not enroll as Linux.
+            let root = std::path::Path::new("/");
+            let facts = facts::collect(root, true, sources::system::detect(root));
             let id = client::enroll(&dir, &collector, &token, &ca, facts).await?;
             println!("enrolled as agent {id}; state in {}", dir.0.display());
             Ok(())
