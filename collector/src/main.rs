@@ -267,12 +267,7 @@ async fn ca(cmd: CaCmd) -> Result<()> {
             Ok(())
         }
         CaCmd::Status { data_dir, format } => {
-            let dir = DataDir::new(data_dir);
-            let config = load_config(&dir)?;
-            let cas = rotation::bundle(&dir)?;
-            let store = open_store(&dir, &config).await?;
-            let waiting = store.hosts_on_other_ca(&cas[0].fingerprint, LISTED).await?;
-            store.close().await;
+            let (cas, waiting) = ca_waiting(&DataDir::new(data_dir)).await?;
             let rfc = |t: i64| {
                 time::OffsetDateTime::from_unix_timestamp(t)
                     .ok()
@@ -322,11 +317,7 @@ async fn ca(cmd: CaCmd) -> Result<()> {
         }
         CaCmd::Finish { data_dir, force } => {
             let dir = DataDir::new(data_dir);
-            let config = load_config(&dir)?;
-            let cas = rotation::bundle(&dir)?;
-            let store = open_store(&dir, &config).await?;
-            let waiting = store.hosts_on_other_ca(&cas[0].fingerprint, LISTED).await?;
-            store.close().await;
+            let (cas, waiting) = ca_waiting(&dir).await?;
             if waiting.count > 0 && cas.len() > 1 && !force {
                 let names: Vec<String> = waiting
                     .hosts
@@ -349,6 +340,22 @@ async fn ca(cmd: CaCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The bundle's CAs, and the live agents whose certificate another CA
+/// than the signing one signed.
+async fn ca_waiting(
+    dir: &DataDir,
+) -> Result<(
+    Vec<muster_collector::rotation::CaInfo>,
+    muster_collector::store::OtherCa,
+)> {
+    let config = load_config(dir)?;
+    let cas = muster_collector::rotation::bundle(dir)?;
+    let store = open_store(dir, &config).await?;
+    let waiting = store.hosts_on_other_ca(&cas[0].fingerprint, LISTED).await?;
+    store.close().await;
+    Ok((cas, waiting))
 }
 
 fn load_config(dir: &DataDir) -> Result<Config> {

@@ -110,6 +110,31 @@ fn a_revoked_agent_says_so_and_stops_retrying() {
     assert!(h.contains("REVOKED"), "{h}");
 }
 
+/// Runs `cargo ARGS` in the workspace (with `-o OUT` when a package of
+/// extension `ext` is expected) and returns that package.
+fn package(args: &[&str], out: &Path, ext: &str) -> std::path::PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+    c.current_dir(workspace).args(args);
+    if !ext.is_empty() {
+        c.arg("-o").arg(out);
+    }
+    let run = c.output().unwrap();
+    assert!(
+        run.status.success(),
+        "cargo {args:?} (cargo-deb and cargo-generate-rpm are installed by cargo install): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == ext))
+        .unwrap_or_else(|| {
+            assert!(ext.is_empty(), "no .{ext} in {}", out.display());
+            Default::default()
+        })
+}
+
 fn sh(program: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(program)
         .args(args)
@@ -147,23 +172,7 @@ fn the_debian_package_installs_and_removes_cleanly() {
         "installing a package needs root"
     );
     let out = TempDir::new("deb");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let build = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .current_dir(workspace)
-        .args(["deb", "-p", "muster-agent", "-o"])
-        .arg(&out.0)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "cargo deb (cargo install cargo-deb): {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let deb = std::fs::read_dir(&out.0)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("a .deb");
+    let deb = package(&["deb", "-p", "muster-agent"], &out.0, "deb");
     let deb = deb.to_str().unwrap();
     let listing = must("dpkg-deb", &["-c", deb]);
     for (mode, path) in [
@@ -258,37 +267,9 @@ fn the_rpm_package_holds_the_files_and_scriptlets() {
         return;
     }
     let out = TempDir::new("rpm");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let cargo = || {
-        let mut c = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
-        c.current_dir(workspace);
-        c
-    };
     // cargo-generate-rpm packs what is built; it does not build.
-    let built = cargo()
-        .args(["build", "--release", "-p", "muster-agent"])
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let build = cargo()
-        .args(["generate-rpm", "-p", "agent", "-o"])
-        .arg(&out.0)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "cargo generate-rpm (cargo install cargo-generate-rpm): {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let rpm = std::fs::read_dir(&out.0)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "rpm"))
-        .expect("an .rpm");
+    package(&["build", "--release", "-p", "muster-agent"], &out.0, "");
+    let rpm = package(&["generate-rpm", "-p", "agent"], &out.0, "rpm");
     let rpm = rpm.to_str().unwrap();
     let name = must("rpm", &["-qp", "--qf", "%{NAME} %{VERSION}", rpm]);
     assert_eq!(name, format!("muster-agent {}", env!("CARGO_PKG_VERSION")));
@@ -359,7 +340,9 @@ fn the_rpm_package_holds_the_files_and_scriptlets() {
     assert!(postun.contains("daemon-reload"), "{postun}");
     // The scriptlets are valid shell.
     for f in ["pre", "post", "preun", "postun"] {
-        let p = workspace.join("deploy/linux/rpm").join(f);
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/linux/rpm")
+            .join(f);
         must("sh", &["-n", p.to_str().unwrap()]);
     }
 }
