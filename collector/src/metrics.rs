@@ -18,6 +18,8 @@ pub struct Metrics {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     exported: Mutex<BTreeMap<String, u64>>,
     reevaluated: AtomicU64,
+    handshakes_full: AtomicU64,
+    handshakes_resumed: AtomicU64,
 }
 
 impl Metrics {
@@ -50,6 +52,16 @@ impl Metrics {
             .expect("not poisoned")
             .entry(name.to_string())
             .or_default() += n;
+    }
+
+    /// A TLS handshake completed: a full one, or a resumed session.
+    pub fn handshake(&self, resumed: bool) {
+        let n = if resumed {
+            &self.handshakes_resumed
+        } else {
+            &self.handshakes_full
+        };
+        n.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `n` more hosts re-evaluated with the current catalog.
@@ -98,6 +110,19 @@ pub async fn render(state: &State) -> Result<String, crate::store::StoreError> {
             out,
             "muster_checkins_refused_total{{reason=\"{reason}\"}} {n}"
         );
+    }
+    head(
+        &mut out,
+        "muster_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed by this collector: full, or resuming an earlier session.",
+    );
+    for (kind, n) in [
+        ("full", &m.handshakes_full),
+        ("resumed", &m.handshakes_resumed),
+    ] {
+        let n = n.load(Ordering::Relaxed);
+        let _ = writeln!(out, "muster_tls_handshakes_total{{kind=\"{kind}\"}} {n}");
     }
 
     let counts = state

@@ -56,6 +56,22 @@ pub fn identity_uri(role: Role, id: &str) -> String {
 pub fn peer_from_der(der: &[u8]) -> Result<Peer> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).context("unparsable client certificate")?;
+    // The handshake checked the window, but a resumed TLS session carries
+    // the certificate of its first handshake and may outlive it.
+    let now = OffsetDateTime::now_utc();
+    let validity = cert.validity();
+    if now > validity.not_after.to_datetime() {
+        bail!(
+            "the client certificate expired at {}; renew it or enroll again",
+            validity.not_after
+        );
+    }
+    if now < validity.not_before.to_datetime() {
+        bail!(
+            "the client certificate is not valid before {}; check this host's clock",
+            validity.not_before
+        );
+    }
     let serial = cert.tbs_certificate.raw_serial_as_string().replace(':', "");
     let san = cert
         .subject_alternative_name()
@@ -335,6 +351,38 @@ mod tests {
         let e = Authority::load(&bundle, &old_key).err().unwrap();
         assert!(e.to_string().contains("does not belong"), "{e}");
         assert!(pem_certificates("no pem here").is_err());
+    }
+
+    #[test]
+    fn a_certificate_outside_its_validity_window_names_no_peer() {
+        let (ca, _) = Authority::generate("test").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let der = |issued: Issued| {
+            rustls_pemfile::certs(&mut issued.cert_pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        let expired = ca
+            .client_cert_between(
+                Role::Agent,
+                "h",
+                now - Duration::days(30),
+                now - Duration::days(1),
+            )
+            .unwrap();
+        let e = peer_from_der(&der(expired)).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+        let future = ca
+            .client_cert_between(
+                Role::Agent,
+                "h",
+                now + Duration::days(1),
+                now + Duration::days(30),
+            )
+            .unwrap();
+        let e = peer_from_der(&der(future)).unwrap_err();
+        assert!(e.to_string().contains("not valid before"), "{e}");
     }
 
     #[test]

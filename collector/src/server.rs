@@ -109,6 +109,15 @@ pub fn tls_config(dir: &DataDir) -> Result<rustls::ServerConfig> {
         )
         .context("the server certificate and key do not match")?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
+    // Stateless TLS 1.3 tickets: an agent's next check-in resumes without
+    // either certificate chain on the wire, and the collector keeps no
+    // per-agent cache (the ticket, encrypted under a key that rotates every
+    // 6 hours, carries the session). One ticket per handshake is enough:
+    // an agent connects once per check-in. A reload (SIGHUP) makes a new
+    // key, so older tickets fall back to a full handshake.
+    cfg.ticketer =
+        rustls::crypto::ring::Ticketer::new().context("cannot make the TLS session ticket key")?;
+    cfg.send_tls13_tickets = 1;
     Ok(cfg)
 }
 
@@ -161,6 +170,7 @@ pub async fn serve(
 ) -> Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
     let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let counted = state.clone();
     let accept = tokio::spawn(async move {
         loop {
             let (tcp, addr) = match listener.accept().await {
@@ -177,11 +187,15 @@ pub async fn serve(
             };
             let acceptor = TlsAcceptor::from(tls.borrow().clone());
             let tx = tx.clone();
+            let counted = counted.clone();
             tokio::spawn(async move {
                 let handshake =
                     tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
                 match handshake.await {
                     Ok(Ok(tls)) => {
+                        let resumed = tls.get_ref().1.handshake_kind()
+                            == Some(rustls::HandshakeKind::Resumed);
+                        counted.metrics.handshake(resumed);
                         let _ = tx
                             .send(Ok::<_, std::io::Error>(Held {
                                 io: tls,
