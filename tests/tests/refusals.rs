@@ -376,3 +376,62 @@ fn a_check_in_without_a_base_asks_for_the_full_sections() {
         "kaspersky.endpoint-security-linux"
     );
 }
+
+/// A resumed TLS session carries the client certificate of its first
+/// handshake: the services still see who calls, and a certificate that
+/// expired since (a session ticket lives 12 hours) is refused at the call.
+#[test]
+fn a_resumed_session_keeps_its_identity_and_its_certificate_may_expire() {
+    let metrics_port = free_port();
+    let c = Collector::start_with(|data| {
+        let cfg = data.join("collector.toml");
+        let text = read(&cfg);
+        std::fs::write(
+            &cfg,
+            format!("{text}\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"),
+        )
+        .unwrap();
+    });
+    let ca = read(&c.data().join("ca.pem"));
+    let authority = Authority::load(&ca, &read(&c.data().join("ca-key.pem"))).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let ends = now + time::Duration::seconds(3);
+    let brief = authority
+        .client_cert_between(
+            Role::Operator,
+            "brief",
+            now - time::Duration::minutes(5),
+            ends,
+        )
+        .unwrap();
+    let id = Some((brief.cert_pem, brief.key_pem));
+    let resumed = || {
+        metric(
+            &scrape_metrics(metrics_port),
+            "muster_tls_handshakes_total{kind=\"resumed\"}",
+        )
+    };
+    let summary = |id: Option<(String, String)>| {
+        let ca = ca.clone();
+        let url = c.url();
+        async move {
+            let ch = connect(&url, &ca, id).await.unwrap();
+            OperatorClient::new(ch).summary(v1::SummaryRequest {}).await
+        }
+    };
+    rt().block_on(async {
+        summary(id.clone()).await.unwrap();
+        assert_eq!(resumed(), Some(0.0));
+        // A new connection with the same identity in the same process.
+        summary(id.clone()).await.unwrap();
+        assert_eq!(resumed(), Some(1.0), "the second connection resumed");
+
+        while time::OffsetDateTime::now_utc() <= ends + time::Duration::seconds(1) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let e = summary(id.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        assert!(e.message().contains("expired"), "{e:?}");
+        assert_eq!(resumed(), Some(2.0), "refused on a resumed session");
+    });
+}

@@ -989,5 +989,51 @@ fn the_ca_is_rotated_with_an_overlap() {
     assert!(
         !out.status.success(),
         "a certificate of the previous CA still got in"
+
+/// A running agent resumes its TLS session at the next check-in (neither
+/// certificate chain crosses the wire again), and the check-in made on the
+/// resumed session is accepted: the collector still knows which agent it
+/// is.
+#[test]
+fn a_running_agent_resumes_its_tls_session_at_the_next_check_in() {
+    let metrics_port = free_port();
+    let c = Collector::start_with(|data| {
+        let cfg = data.join("collector.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "{text}\ncheckin_interval = \"10s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
+            ),
+        )
+        .unwrap();
+    });
+    let (state, root) = c.agent_with_image("resuming", &[("bash", "5.2", "install ok installed")]);
+    let log = c.dir.join("agent.log");
+    let (mut agent, _) = run_until_logged(&state, &root, &log, "check-in acknowledged");
+    let acks = wait_for(Duration::from_secs(30), || {
+        let n = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("check-in acknowledged")
+            .count();
+        (n >= 2).then_some(n)
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(
+        acks.is_some(),
+        "no second check-in: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let m = scrape_metrics(metrics_port);
+    assert_eq!(
+        metric(&m, "muster_tls_handshakes_total{kind=\"resumed\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "muster_checkins_total{outcome=\"accepted\"}"),
+        Some(2.0),
+        "{m}"
     );
 }

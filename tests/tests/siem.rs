@@ -668,26 +668,6 @@ fn https_webhook_waits_across_a_restart_and_resumes_from_its_cursor() {
     assert_eq!(got, stored, "only the new event after the restart");
 }
 
-fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text
-}
-
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// A revoked host and a host that stops reporting become events in an
 /// OCSF file; the revoked host's reports are refused; the metrics endpoint
 /// counts it all.
@@ -788,7 +768,7 @@ fn revoked_and_stale_hosts_are_events_and_metrics_count_them() {
         assert!(d.contains(" CEF:0|Muster|Muster|"), "{d}");
     }
 
-    let m = scrape(metrics_port);
+    let m = scrape_metrics(metrics_port);
     assert_eq!(
         metric(&m, "muster_checkins_total{outcome=\"accepted\"}"),
         Some(2.0),
