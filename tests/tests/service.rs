@@ -989,6 +989,8 @@ fn the_ca_is_rotated_with_an_overlap() {
     assert!(
         !out.status.success(),
         "a certificate of the previous CA still got in"
+    );
+}
 
 /// A running agent resumes its TLS session at the next check-in (neither
 /// certificate chain crosses the wire again), and the check-in made on the

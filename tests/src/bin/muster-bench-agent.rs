@@ -3,8 +3,14 @@
 //! in this process that counts the bytes of each connection. Reported: peak
 //! RSS during the first (full) scan and check-in, RSS while idle between
 //! check-ins, CPU time of a scan and check-in, bytes on the wire of a full
-//! and of an unchanged check-in (TLS handshake included: each check-in is
-//! a new connection), and the stripped binary's size.
+//! check-in, and the stripped binary's size.
+//!
+//! Bytes of an unchanged check-in (TLS handshake included: each check-in
+//! is a new connection) are measured on a second agent scanning a fixed
+//! image, because the live host's process list may change between two
+//! scans: once as a new process (`run --once`, a full handshake) and once
+//! as the second check-in of a running agent (`run`), which resumes the
+//! TLS session of the first.
 //!
 //!   cargo run --release -p muster-tests --bin muster-bench-agent -- [--json]
 
@@ -71,6 +77,82 @@ fn sample(pid: u32) -> Option<(u64, u64, f64)> {
     Some((kib("VmRSS:")?, kib("VmHWM:")?, ticks / 100.0))
 }
 
+/// Enrolls an agent into `state` and points it at the relay on `port`.
+fn agent_behind_relay(c: &Collector, state: &std::path::Path, port: u16) {
+    c.enroll(state);
+    let cfg = state.join("agent.toml");
+    let text = std::fs::read_to_string(&cfg).expect("agent.toml");
+    std::fs::write(
+        &cfg,
+        text.replace(&c.url(), &format!("https://localhost:{port}")),
+    )
+    .expect("agent.toml");
+}
+
+/// How many check-ins the agent logging to `log` has had acknowledged.
+fn acks(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("check-in acknowledged")
+        .count()
+}
+
+/// The bytes of an unchanged check-in on a fixed image: (new process,
+/// second check-in of a running agent), each (up, down).
+fn unchanged_checkins(c: &Collector) -> ((u64, u64), (u64, u64)) {
+    let (port, flows) = relay(c.port);
+    let state = c.dir.join("agent-image");
+    agent_behind_relay(c, &state, port);
+    let img = c.dir.join("img");
+    linux_image(
+        &img,
+        "bench-image",
+        &[("bash", "5.2", "install ok installed")],
+        &["ssh.service"],
+    );
+    // The first (full) check-in, then an unchanged one from a new process.
+    for _ in 0..2 {
+        let out = agent_once(&state, &img);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A running agent: its first check-in makes a full handshake, its
+    // second resumes.
+    let log = c.dir.join("agent-image.log");
+    let mut agent = cmd("muster-agent")
+        .args(["run", "--state-dir"])
+        .arg(&state)
+        .arg("--root")
+        .arg(&img)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("agent");
+    let twice = wait_for(Duration::from_secs(40), || (acks(&log) >= 2).then_some(()));
+    let _ = agent.kill();
+    let _ = agent.wait();
+    twice.unwrap_or_else(|| {
+        panic!(
+            "the agent did not check in twice: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.matches("sections_sent=0").count() >= 2,
+        "the image changed between check-ins: {text}"
+    );
+    let flows = flows.lock().expect("flows");
+    let f = |i: usize| {
+        let (u, d) = &flows[i];
+        (*u.lock().expect("n"), *d.lock().expect("n"))
+    };
+    (f(1), f(3))
+}
+
 fn main() {
     let json = std::env::args().any(|a| a == "--json");
     let c = Collector::start_with(|data| {
@@ -81,15 +163,8 @@ fn main() {
         writeln!(f, "\ncheckin_interval = \"10s\"").expect("write");
     });
     let state = c.dir.join("agent");
-    c.enroll(&state);
     let (port, flows) = relay(c.port);
-    let cfg = state.join("agent.toml");
-    let text = std::fs::read_to_string(&cfg).expect("agent.toml");
-    std::fs::write(
-        &cfg,
-        text.replace(&c.url(), &format!("https://localhost:{port}")),
-    )
-    .expect("agent.toml");
+    agent_behind_relay(&c, &state, port);
     let log = c.dir.join("agent.log");
     let mut agent = cmd("muster-agent")
         .args(["run", "--state-dir"])
@@ -99,19 +174,13 @@ fn main() {
         .spawn()
         .expect("agent");
     let pid = agent.id();
-    let acks = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("check-in acknowledged")
-            .count()
-    };
     let started = Instant::now();
     let mut first = None;
     let mut idle_rss = 0;
     let mut second = None;
     while started.elapsed() < Duration::from_secs(60) {
         let Some(s) = sample(pid) else { break };
-        match acks() {
+        match acks(&log) {
             1 if first.is_none() => first = Some(s),
             // Idle: a few seconds after the first check-in.
             1 if first.is_some() && idle_rss == 0 && started.elapsed() > Duration::from_secs(6) => {
@@ -139,6 +208,7 @@ fn main() {
         .iter()
         .map(|(u, d)| (*u.lock().expect("n"), *d.lock().expect("n")))
         .collect();
+    let (once, resumed) = unchanged_checkins(&c);
     let bytes = |i: usize| flows.get(i).map(|(u, d)| u + d).unwrap_or(0);
     let exe = bin_dir().join("muster-agent");
     let stripped = c.dir.join("muster-agent.stripped");
@@ -159,8 +229,10 @@ fn main() {
         "first_checkin_cpu_seconds": first.2,
         "second_checkin_cpu_seconds": second.2 - first.2,
         "full_checkin_bytes": bytes(0),
-        "unchanged_checkin_bytes": bytes(1),
-        "unchanged_checkin_up_down": flows.get(1),
+        "second_live_checkin_bytes": bytes(1),
+        "unchanged_checkin_new_process_up_down": once,
+        "unchanged_checkin_bytes": resumed.0 + resumed.1,
+        "unchanged_checkin_up_down": resumed,
         "stripped_binary_bytes": size,
         "connections": flows.len(),
     });
@@ -183,11 +255,18 @@ fn main() {
         second.2 - first.2
     );
     println!("  bytes, full check-in:                {}", bytes(0));
+    println!("  bytes, second check-in (live host):  {}", bytes(1));
     println!(
-        "  bytes, unchanged check-in:           {} (up {}, down {}; TLS handshake included)",
-        bytes(1),
-        flows.get(1).map(|f| f.0).unwrap_or(0),
-        flows.get(1).map(|f| f.1).unwrap_or(0)
+        "  bytes, unchanged check-in, new process (full TLS handshake): {} (up {}, down {})",
+        once.0 + once.1,
+        once.0,
+        once.1
+    );
+    println!(
+        "  bytes, unchanged check-in, running agent (TLS resumed):     {} (up {}, down {})",
+        resumed.0 + resumed.1,
+        resumed.0,
+        resumed.1
     );
     println!(
         "  stripped binary:                     {:.1} MB",
