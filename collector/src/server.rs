@@ -93,7 +93,6 @@ pub const SESSION_CACHE: usize = 100_000;
 /// optional at the handshake (Enrollment needs none) but, when presented,
 /// verified against the CA there — a foreign or expired certificate never
 /// gets a connection. Services that need an identity check for it.
-
 pub fn tls_config(dir: &DataDir) -> Result<rustls::ServerConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in read_pem_certs(&dir.ca_cert())? {

@@ -18,7 +18,14 @@ pub fn bin_dir() -> &'static Path {
         if dir.file_name().is_some_and(|n| n == "deps") {
             dir.pop();
         }
-        let release = dir.file_name().is_some_and(|n| n == "release");
+        // The binaries are built with the profile this program was built
+        // with (the folder's name), so a bench run with `--profile dist`
+        // measures the agent as shipped.
+        let profile = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_string();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([
@@ -30,8 +37,8 @@ pub fn bin_dir() -> &'static Path {
             "-p",
             "muster-collector",
         ]);
-        if release {
-            cmd.arg("--release");
+        if profile != "debug" {
+            cmd.args(["--profile", &profile]);
         }
         let st = cmd.status().expect("run cargo build");
         assert!(st.success(), "cargo build of the binaries failed");

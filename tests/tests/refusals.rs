@@ -379,7 +379,7 @@ fn a_check_in_without_a_base_asks_for_the_full_sections() {
 
 /// A resumed TLS session carries the client certificate of its first
 /// handshake: the services still see who calls, and a certificate that
-/// expired since (a session ticket lives 12 hours) is refused at the call.
+/// expired since (a session may outlive it) is refused at the call.
 #[test]
 fn a_resumed_session_keeps_its_identity_and_its_certificate_may_expire() {
     let metrics_port = free_port();
