@@ -70,6 +70,18 @@ pub async fn connect(
     ca_pem: &str,
     identity: Option<(String, String)>,
 ) -> Result<Channel, ConnectError> {
+    // The address is checked before the files, so a bad one is named as such.
+    parse_url(url)?;
+    let config =
+        client_config(ca_pem, identity.as_ref()).map_err(|cause| ConnectError::Credentials {
+            url: url.to_string(),
+            cause,
+        })?;
+    connect_with(url, config, None).await
+}
+
+/// `https://NAME:PORT` as (NAME, PORT).
+fn parse_url(url: &str) -> Result<(&str, u16), ConnectError> {
     let bad = || ConnectError::BadAddress(url.to_string());
     let authority = url.strip_prefix("https://").ok_or_else(bad)?;
     let authority = authority.split('/').next().unwrap_or_default();
@@ -83,17 +95,33 @@ pub async fn connect(
     if name.is_empty() {
         return Err(bad());
     }
+    Ok((name, port))
+}
+
+/// Opens a TLS channel to `url` with a client configuration made by
+/// [`build_client_config`], from the local address `bind` when given (a
+/// load generator spreads its connections over several). Sessions resume
+/// when the same configuration is used again.
+pub async fn connect_with(
+    url: &str,
+    config: Arc<rustls::ClientConfig>,
+    bind: Option<std::net::IpAddr>,
+) -> Result<Channel, ConnectError> {
+    let bad = || ConnectError::BadAddress(url.to_string());
+    let (name, port) = parse_url(url)?;
+    let authority = url
+        .strip_prefix("https://")
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default();
     let server_name = ServerName::try_from(name.to_string()).map_err(|_| bad())?;
-    let config =
-        client_config(ca_pem, identity.as_ref()).map_err(|cause| ConnectError::Credentials {
-            url: url.to_string(),
-            cause,
-        })?;
     let connector = TlsConnector {
         config,
         server_name,
         host: name.to_string(),
         port,
+        bind,
     };
     // tonic refuses an https:// endpoint without its own TLS settings; the
     // connector below does the TLS, so the endpoint is only the HTTP/2
@@ -149,7 +177,10 @@ fn client_config(
     Ok(config)
 }
 
-fn build_client_config(
+/// A client configuration trusting every CA of `ca_pem` and presenting
+/// `identity` (certificate PEM, key PEM); a new one never resumes a
+/// session of another.
+pub fn build_client_config(
     ca_pem: &str,
     identity: Option<&(String, String)>,
 ) -> Result<rustls::ClientConfig, String> {
@@ -201,6 +232,7 @@ struct TlsConnector {
     server_name: ServerName<'static>,
     host: String,
     port: u16,
+    bind: Option<std::net::IpAddr>,
 }
 
 type Io = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
@@ -217,7 +249,24 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let c = self.clone();
         Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect((c.host.as_str(), c.port)).await?;
+            let tcp = match c.bind {
+                None => tokio::net::TcpStream::connect((c.host.as_str(), c.port)).await?,
+                Some(local) => {
+                    let remote = tokio::net::lookup_host((c.host.as_str(), c.port))
+                        .await?
+                        .find(|a| a.is_ipv4() == local.is_ipv4())
+                        .ok_or_else(|| {
+                            std::io::Error::other(format!("{} has no address like {local}", c.host))
+                        })?;
+                    let socket = if local.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(std::net::SocketAddr::new(local, 0))?;
+                    socket.connect(remote).await?
+                }
+            };
             tcp.set_nodelay(true)?;
             let tls = tokio_rustls::TlsConnector::from(c.config)
                 .connect(c.server_name, tcp)

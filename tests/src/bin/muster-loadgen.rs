@@ -1,0 +1,749 @@
+//! `muster-loadgen`: many simulated agents against one collector.
+//!
+//! `enroll` enrolls N agents through the real enrollment path (one token
+//! with N uses), each with its own key made here, and keeps their
+//! identities in the state folder (`agents.jsonl`, one line per agent), so
+//! a later `enroll` adds to them and `run` uses them. `run` makes them
+//! check in for a while, as fast as the collector takes them or at a set
+//! rate, and reports check-ins per second, latency and errors.
+//!
+//! Every simulated agent has a realistic inventory made from its number:
+//! 1 000–3 000 packages drawn from Debian bookworm's package names (the
+//! fixture, else made-up names), 100–300 services and 100–300 processes; 3 %
+//! carry Kaspersky Endpoint Security for Linux. Sequence numbers come from
+//! the clock (milliseconds × 1 000 and a counter), so a later run goes on
+//! where an earlier one stopped without any saved progress.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use muster_catalog::{HostFacts, Item, ItemKind, Presence, Section};
+use muster_proto::channel::{build_client_config, connect_with};
+use muster_proto::v1::{self, agent_client::AgentClient, enrollment_client::EnrollmentClient};
+use muster_proto::{facts_to_wire, section_to_wire};
+use muster_tests::fleetgen::{Rng, package_names};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(
+    name = "muster-loadgen",
+    about = "Simulated agents against a collector: enroll many, then measure check-ins",
+    after_help = "Example:\n  TOKEN=$(muster-collector token create --data-dir DIR --uses 1000 | tail -1)\n  muster-loadgen enroll --collector https://localhost:8443 --identity DIR/operator \\\n      --state-dir /tmp/fleet --agents 1000 --token $TOKEN\n  muster-loadgen run --collector https://localhost:8443 --state-dir /tmp/fleet --duration 30s --mode resume"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Enroll agents until the state folder holds N (through Enrollment.Enroll)
+    #[command(
+        after_help = "Example:\n  muster-loadgen enroll --collector https://localhost:8443 --identity DIR/operator \\\n      --state-dir /tmp/fleet --agents 1000 --token TOKEN"
+    )]
+    Enroll {
+        /// The collector, https://NAME:PORT
+        #[arg(long)]
+        collector: String,
+        /// An operator identity folder: its ca.pem is the collector's CA
+        #[arg(long)]
+        identity: PathBuf,
+        /// Where the agents' identities are kept (created)
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// How many agents the folder should hold
+        #[arg(long)]
+        agents: usize,
+        /// An enrollment token with enough uses (muster-collector token create --uses N)
+        #[arg(long, env = "MUSTER_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Enrollments in flight at once
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Check in with the enrolled agents for a while and report the figures
+    #[command(
+        after_help = "Example:\n  muster-loadgen run --collector https://localhost:8443 --state-dir /tmp/fleet \\\n      --duration 30s --mode keepalive --changed 0.05 --format json"
+    )]
+    Run {
+        /// The collector, https://NAME:PORT
+        #[arg(long)]
+        collector: String,
+        /// The folder `enroll` filled
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// How long to run (s, m)
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// full: a new connection and full TLS handshake per check-in;
+        /// resume: a new connection resuming each agent's TLS session;
+        /// keepalive: one connection per agent, kept open
+        #[arg(long, value_enum, default_value = "full")]
+        mode: Mode,
+        /// Check-ins per second in all (default: as fast as the collector takes them)
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Fraction of check-ins with one changed section
+        #[arg(long, default_value_t = 0.0)]
+        changed: f64,
+        /// Fraction of check-ins sending the full inventory
+        #[arg(long, default_value_t = 0.0)]
+        full: f64,
+        /// Check-ins in flight at once
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Spread connections over this many source addresses 127.0.0.1.. (loopback collectors)
+        #[arg(long, default_value_t = 8)]
+        sources: u8,
+        /// The collector's process id, to sample its CPU and RSS from /proc
+        #[arg(long)]
+        collector_pid: Option<u32>,
+        /// Write every acknowledged (agent id, sequence) to this file, one per line
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// table for people, json for machines
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Mode {
+    Full,
+    Resume,
+    Keepalive,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+/// One enrolled agent, as kept in `agents.jsonl`.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Identity {
+    index: usize,
+    id: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn agents_file(dir: &Path) -> PathBuf {
+    dir.join("agents.jsonl")
+}
+
+/// The identities in the folder; a torn last line (an interrupted
+/// enrollment) is left out.
+fn load_identities(dir: &Path) -> Result<Vec<Identity>> {
+    let text = match std::fs::read_to_string(agents_file(dir)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).context("cannot read agents.jsonl"),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// The facts and inventory of simulated agent `i`; `variant` changes one
+/// package's version (a changed section).
+fn inventory(i: usize, variant: u64, names: &[String]) -> (HostFacts, BTreeMap<String, Section>) {
+    let mut rng = Rng(0x51_7cc1_b727_220a ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9));
+    let n_packages = 1000 + rng.below(2001);
+    let mut packages: Vec<Item> = (0..n_packages)
+        .map(|_| {
+            let name = &names[rng.below(names.len())];
+            Item::new(ItemKind::Package, name.as_str(), Presence::Present, "dpkg")
+                .version("1.0-1")
+                .attr("manager", "dpkg")
+        })
+        .collect();
+    if rng.below(100) < 3 {
+        packages.push(
+            Item::new(ItemKind::Package, "kesl", Presence::Present, "dpkg").version("12.1.0"),
+        );
+    }
+    packages.push(
+        Item::new(
+            ItemKind::Package,
+            "muster-loadgen-marker",
+            Presence::Present,
+            "dpkg",
+        )
+        .version(format!("{variant}")),
+    );
+    let services: Vec<Item> = (0..100 + rng.below(201))
+        .map(|s| {
+            Item::new(
+                ItemKind::Service,
+                format!("svc-{}.service", (i + s * 7919) % 5000),
+                Presence::Active,
+                "systemd",
+            )
+        })
+        .collect();
+    let processes: Vec<Item> = (0..100 + rng.below(201))
+        .map(|p| {
+            Item::new(
+                ItemKind::Process,
+                format!("proc-{}", (i * 31 + p) % 3000),
+                Presence::Active,
+                "/proc",
+            )
+        })
+        .collect();
+    let mut sections = BTreeMap::new();
+    for (name, items) in [
+        ("dpkg", packages),
+        ("systemd", services),
+        ("processes", processes),
+    ] {
+        let mut s = Section { items };
+        s.normalise();
+        sections.insert(name.to_string(), s);
+    }
+    let facts = HostFacts {
+        hostname: format!("loadgen-{i:06}"),
+        os_name: "Debian GNU/Linux".into(),
+        os_version: "12".into(),
+        kernel: "6.1.0-loadgen".into(),
+        arch: "x86_64".into(),
+        ips: vec![format!(
+            "10.{}.{}.{}",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255
+        )],
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        platform: "linux".into(),
+        hardware_id: format!("10ad0000-0000-4000-8000-{i:012x}"),
+    };
+    (facts, sections)
+}
+
+fn parse_duration(s: &str) -> Result<Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 30s"))?;
+    Ok(Duration::from_secs(match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!("{s:?} is not a duration like 30s or 2m"),
+    }))
+}
+
+async fn enroll(
+    collector: String,
+    identity: PathBuf,
+    dir: PathBuf,
+    agents: usize,
+    token: String,
+    concurrency: usize,
+) -> Result<()> {
+    let ca = std::fs::read_to_string(identity.join("ca.pem"))
+        .with_context(|| format!("cannot read {}/ca.pem", identity.display()))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("ca.pem"), &ca)?;
+    let have = load_identities(&dir)?;
+    let start = have.iter().map(|a| a.index + 1).max().unwrap_or(0);
+    if start >= agents {
+        println!("{} already holds {start} agents", dir.display());
+        return Ok(());
+    }
+    let config = Arc::new(build_client_config(&ca, None).map_err(anyhow::Error::msg)?);
+    let out = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(agents_file(&dir))?,
+    ));
+    let names = Arc::new(package_names());
+    let next = Arc::new(AtomicUsize::new(start));
+    let done = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (collector, config, out, names, next, done, token) = (
+            collector.clone(),
+            config.clone(),
+            out.clone(),
+            names.clone(),
+            next.clone(),
+            done.clone(),
+            token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let channel = connect_with(&collector, config, None).await?;
+            let mut client = EnrollmentClient::new(channel);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= agents {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
+                    .serialize_request(&key)?
+                    .pem()?;
+                let (facts, _) = inventory(i, 0, &names);
+                let resp = client
+                    .enroll(v1::EnrollRequest {
+                        token: token.clone(),
+                        csr_pem: csr,
+                        facts: Some(facts_to_wire(&facts)),
+                    })
+                    .await
+                    .map_err(|s| {
+                        anyhow::anyhow!("enrollment of agent {i} refused: {}", s.message())
+                    })?
+                    .into_inner();
+                let line = serde_json::to_string(&Identity {
+                    index: i,
+                    id: resp.agent_id,
+                    cert_pem: resp.certificate_pem,
+                    key_pem: key.serialize_pem(),
+                })?;
+                writeln!(out.lock().unwrap_or_else(|e| e.into_inner()), "{line}")?;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % 1000 == 0 {
+                    eprintln!("  {n} agents enrolled ({:.0} s)", t.elapsed().as_secs_f64());
+                }
+            }
+        }));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        if let Err(e) = task.await? {
+            first_error.get_or_insert(e);
+        }
+    }
+    out.lock().unwrap_or_else(|e| e.into_inner()).sync_all()?;
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "{n} agents enrolled in {:.1} s ({:.0}/s); {} holds {}",
+        t.elapsed().as_secs_f64(),
+        n as f64 / t.elapsed().as_secs_f64().max(1e-9),
+        dir.display(),
+        start + n
+    );
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A simulated agent during a run.
+struct Sim {
+    identity: Identity,
+    /// Its own configuration (resume, keepalive): sessions resume.
+    config: Option<Arc<rustls::ClientConfig>>,
+    channel: Option<AgentClient<Channel>>,
+    /// The variant its collector holds, once a check-in was acknowledged.
+    acked_variant: Option<u64>,
+    variant: u64,
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    errors: BTreeMap<String, u64>,
+    latencies_us: Vec<u32>,
+    acknowledged: Vec<(String, u64)>,
+}
+
+/// Sequence numbers that only grow, across runs: milliseconds since the
+/// epoch times 1 000, then one by one.
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+fn next_sequence() -> u64 {
+    SEQUENCE.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One check-in of `sim`; `Err` holds the error's kind.
+async fn check_in(
+    sim: &mut Sim,
+    collector: &str,
+    ca: &str,
+    mode: Mode,
+    bind: Option<std::net::IpAddr>,
+    kind: u64,
+    names: &[String],
+) -> Result<u64, String> {
+    let identity = (sim.identity.cert_pem.clone(), sim.identity.key_pem.clone());
+    let mut client = match (&sim.channel, mode) {
+        (Some(c), Mode::Keepalive) => c.clone(),
+        _ => {
+            let config = match (&sim.config, mode) {
+                (Some(c), Mode::Resume | Mode::Keepalive) => c.clone(),
+                _ => {
+                    let c = Arc::new(
+                        build_client_config(ca, Some(&identity))
+                            .map_err(|_| "credentials".to_string())?,
+                    );
+                    if mode != Mode::Full {
+                        sim.config = Some(c.clone());
+                    }
+                    c
+                }
+            };
+            let channel = connect_with(collector, config, bind)
+                .await
+                .map_err(|_| "connect".to_string())?;
+            let c = AgentClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+            if mode == Mode::Keepalive {
+                sim.channel = Some(c.clone());
+            }
+            c
+        }
+    };
+    // kind: 0 unchanged, 1 one changed section, 2 full inventory.
+    if kind == 1 {
+        sim.variant += 1;
+    }
+    let (facts, sections) = inventory(sim.identity.index, sim.variant, names);
+    let digests: Vec<v1::SectionDigest> = sections
+        .iter()
+        .map(|(name, s)| v1::SectionDigest {
+            name: name.clone(),
+            digest: s.digest(),
+        })
+        .collect();
+    let sequence = next_sequence();
+    let mut send: Vec<String> = match (kind, sim.acked_variant) {
+        (2, _) | (_, None) => sections.keys().cloned().collect(),
+        (1, _) => vec!["dpkg".into()],
+        _ => Vec::new(),
+    };
+    for _ in 0..2 {
+        let req = v1::CheckInRequest {
+            sequence,
+            facts: Some(facts_to_wire(&facts)),
+            digests: digests.clone(),
+            sections: send
+                .iter()
+                .filter_map(|n| sections.get(n).map(|s| section_to_wire(n, s)))
+                .collect(),
+            detections: Vec::new(),
+            catalog_version: String::new(),
+            scanned_at: muster_collector::store::now(),
+        };
+        let resp = match client.check_in(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                sim.channel = None;
+                return Err(if muster_proto::busy::retry_after(&s).is_some() {
+                    "deferred".into()
+                } else {
+                    format!("{:?}", s.code())
+                });
+            }
+        };
+        if resp.acknowledged_sequence == sequence {
+            sim.acked_variant = Some(sim.variant);
+            return Ok(sequence);
+        }
+        if resp.missing_sections.is_empty() {
+            return Err("not_acknowledged".into());
+        }
+        send = resp.missing_sections;
+    }
+    Err("base_missing_twice".into())
+}
+
+/// CPU seconds (user + system) and RSS in KiB of process `pid`.
+fn sample(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((ticks / 100.0, rss))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    collector: String,
+    dir: PathBuf,
+    duration: Duration,
+    mode: Mode,
+    rate: Option<f64>,
+    changed: f64,
+    full: f64,
+    concurrency: usize,
+    sources: u8,
+    collector_pid: Option<u32>,
+    record: Option<PathBuf>,
+    format: Format,
+) -> Result<()> {
+    let ca = std::fs::read_to_string(dir.join("ca.pem")).with_context(|| {
+        format!(
+            "{} holds no ca.pem: run `muster-loadgen enroll` first",
+            dir.display()
+        )
+    })?;
+    let identities = load_identities(&dir)?;
+    if identities.is_empty() {
+        bail!(
+            "{} holds no agents: run `muster-loadgen enroll` first",
+            dir.display()
+        );
+    }
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&changed) && (0.0..=1.0).contains(&full) && changed + full <= 1.0,
+        "--changed and --full are fractions whose sum is at most 1"
+    );
+    anyhow::ensure!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    SEQUENCE.store(now_ms * 1000, Ordering::Relaxed);
+    let loopback = collector.contains("://localhost:") || collector.contains("://127.");
+    let n_agents = identities.len();
+    let workers = concurrency.clamp(1, n_agents);
+    // Agent k belongs to worker k % workers: one check-in per agent at a
+    // time, so its sequence numbers arrive in order.
+    let mut shards: Vec<Vec<Sim>> = (0..workers).map(|_| Vec::new()).collect();
+    for (k, identity) in identities.into_iter().enumerate() {
+        shards[k % workers].push(Sim {
+            identity,
+            config: None,
+            channel: None,
+            acked_variant: None,
+            variant: 0,
+        });
+    }
+    let names = Arc::new(package_names());
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let pace = Arc::new(Mutex::new(Instant::now()));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let before = collector_pid.and_then(sample);
+    let rss_max = Arc::new(AtomicU64::new(before.map_or(0, |s| s.1)));
+    let sampler = collector_pid.map(|pid| {
+        let rss_max = rss_max.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some((_, rss)) = sample(pid) {
+                    rss_max.fetch_max(rss, Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    let mut tasks = Vec::new();
+    for (w, mut shard) in shards.into_iter().enumerate() {
+        let (collector, ca, names, tally, pace) = (
+            collector.clone(),
+            ca.clone(),
+            names.clone(),
+            tally.clone(),
+            pace.clone(),
+        );
+        let recording = record.is_some();
+        let bind = (loopback && sources > 0)
+            .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8]));
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w as u64 + 1));
+            let mut k = 0;
+            while Instant::now() < deadline {
+                if let Some(r) = rate {
+                    let slot = {
+                        let mut next = pace.lock().unwrap_or_else(|e| e.into_inner());
+                        let slot = (*next).max(Instant::now());
+                        *next = slot + Duration::from_secs_f64(1.0 / r);
+                        slot
+                    };
+                    if slot >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(slot.into()).await;
+                }
+                let roll = (rng.next_u64() % 1_000_000) as f64 / 1_000_000.0;
+                let kind = if roll < full {
+                    2
+                } else if roll < full + changed {
+                    1
+                } else {
+                    0
+                };
+                let len = shard.len();
+                let sim = &mut shard[k % len];
+                k += 1;
+                let t = Instant::now();
+                let outcome = check_in(sim, &collector, &ca, mode, bind, kind, &names).await;
+                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let mut tl = tally.lock().unwrap_or_else(|e| e.into_inner());
+                match outcome {
+                    Ok(seq) => {
+                        tl.accepted += 1;
+                        tl.latencies_us.push(us);
+                        if recording {
+                            tl.acknowledged.push((sim.identity.id.clone(), seq));
+                        }
+                    }
+                    Err(kind) => *tl.errors.entry(kind).or_default() += 1,
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    let after = collector_pid.and_then(sample);
+    let mut tl = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(path) = &record {
+        let mut text = String::new();
+        for (id, seq) in &tl.acknowledged {
+            text.push_str(&format!("{id} {seq}\n"));
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    tl.latencies_us.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if tl.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i =
+            ((tl.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, tl.latencies_us.len());
+        f64::from(tl.latencies_us[i - 1]) / 1000.0
+    };
+    let errors: u64 = tl.errors.values().sum();
+    let cpu = match (before, after) {
+        (Some(b), Some(a)) => Some((a.0 - b.0) / elapsed * 100.0),
+        _ => None,
+    };
+    let report = serde_json::json!({
+        "mode": format!("{mode:?}").to_lowercase(),
+        "agents": n_agents,
+        "concurrency": workers,
+        "duration_s": (elapsed * 10.0).round() / 10.0,
+        "accepted": tl.accepted,
+        "errors": errors,
+        "errors_by_kind": tl.errors,
+        "per_second": (tl.accepted as f64 / elapsed * 10.0).round() / 10.0,
+        "latency_ms": {
+            "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
+            "max": tl.latencies_us.last().map_or(0.0, |&u| f64::from(u) / 1000.0),
+        },
+        "collector": collector_pid.map(|pid| serde_json::json!({
+            "pid": pid,
+            "cpu_percent": cpu.map(|c| (c * 10.0).round() / 10.0),
+            "rss_max_mib": (rss_max.load(Ordering::Relaxed) as f64 / 1024.0 * 10.0).round() / 10.0,
+        })),
+    });
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(["measure", "figure"]);
+            let l = &report["latency_ms"];
+            for (k, v) in [
+                ("mode", format!("{mode:?}").to_lowercase()),
+                ("agents / in flight", format!("{n_agents} / {workers}")),
+                ("duration", format!("{elapsed:.1} s")),
+                ("check-ins accepted", tl.accepted.to_string()),
+                ("per second", report["per_second"].to_string()),
+                (
+                    "latency p50 / p90 / p99 / max",
+                    format!(
+                        "{} / {} / {} / {} ms",
+                        l["p50"], l["p90"], l["p99"], l["max"]
+                    ),
+                ),
+                (
+                    "errors",
+                    tl.errors
+                        .iter()
+                        .map(|(k, n)| format!("{k}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ] {
+                t.add_row([k.to_string(), v]);
+            }
+            if let Some(c) = report["collector"].as_object() {
+                t.add_row([
+                    "collector CPU / peak RSS".to_string(),
+                    format!("{}% / {} MiB", c["cpu_percent"], c["rss_max_mib"]),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Enroll {
+                collector,
+                identity,
+                state_dir,
+                agents,
+                token,
+                concurrency,
+            } => enroll(collector, identity, state_dir, agents, token, concurrency).await,
+            Cmd::Run {
+                collector,
+                state_dir,
+                duration,
+                mode,
+                rate,
+                changed,
+                full,
+                concurrency,
+                sources,
+                collector_pid,
+                record,
+                format,
+            } => {
+                run(
+                    collector,
+                    state_dir,
+                    parse_duration(&duration)?,
+                    mode,
+                    rate,
+                    changed,
+                    full,
+                    concurrency,
+                    sources,
+                    collector_pid,
+                    record,
+                    format,
+                )
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The load generator, on a small fleet: what it counts as accepted is in
+//! the store, in every connection mode.
+
+use muster_tests::*;
+use std::collections::HashSet;
+use std::process::Command;
+
+fn loadgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_muster-loadgen"))
+}
+
+/// (host id, sequence) of every stored check-in.
+fn stored_checkins(c: &Collector) -> HashSet<(String, i64)> {
+    let db = c.data().join("muster.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT host_id, sequence FROM checkins")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows.into_iter().collect()
+    })
+}
+
+#[test]
+fn every_check_in_the_load_generator_counts_is_stored() {
+    let c = Collector::start();
+    let state = c.dir.join("fleet");
+    let token = c.token(100, "1h");
+    let out = ok(loadgen()
+        .args(["enroll", "--collector", &c.url(), "--identity"])
+        .arg(c.data().join("operator"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--agents", "100", "--token", &token]));
+    assert!(out.contains("100 agents enrolled"), "{out}");
+    // Enrolling again with the folder full does nothing.
+    let again = ok(loadgen()
+        .args(["enroll", "--collector", &c.url(), "--identity"])
+        .arg(c.data().join("operator"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--agents", "100", "--token", &token]));
+    assert!(again.contains("already holds 100"), "{again}");
+    assert_eq!(c.hosts().len(), 100);
+
+    let mut counted = Vec::new();
+    for (mode, duration) in [("keepalive", "6s"), ("resume", "3s"), ("full", "3s")] {
+        let record = c.dir.join(&format!("acked-{mode}.txt"));
+        let out = ok(loadgen()
+            .args(["run", "--collector", &c.url(), "--state-dir"])
+            .arg(&state)
+            .args(["--duration", duration, "--mode", mode, "--changed", "0.1"])
+            .args(["--full", "0.05", "--concurrency", "16", "--format", "json"])
+            .arg("--record")
+            .arg(&record));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+        for key in ["accepted", "errors", "per_second"] {
+            assert!(v[key].is_number(), "{key} missing: {v}");
+        }
+        for key in ["p50", "p90", "p99", "max"] {
+            assert!(
+                v["latency_ms"][key].is_number(),
+                "latency {key} missing: {v}"
+            );
+        }
+        let accepted = v["accepted"].as_u64().unwrap();
+        assert!(accepted > 0, "{mode}: nothing accepted: {v}");
+        assert_eq!(v["errors"], 0, "{mode}: {v}");
+        let lines: Vec<(String, i64)> = std::fs::read_to_string(&record)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (id, seq) = l.split_once(' ').unwrap();
+                (id.to_string(), seq.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(lines.len() as u64, accepted, "{mode}");
+        counted.extend(lines);
+    }
+    let stored = stored_checkins(&c);
+    let missing: Vec<_> = counted.iter().filter(|k| !stored.contains(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} counted check-ins are not stored, e.g. {:?}",
+        missing.len(),
+        counted.len(),
+        missing.first()
+    );
+    // Each simulated host reports what its inventory holds: about 3 % of
+    // them Kaspersky, found by the collector's own catalog.
+    let summary: serde_json::Value =
+        serde_json::from_str(&c.muster(&["summary", "--format", "json"])).unwrap();
+    assert_eq!(summary["hosts"], 100);
+}
