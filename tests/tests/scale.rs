@@ -96,3 +96,27 @@ fn every_check_in_the_load_generator_counts_is_stored() {
         serde_json::from_str(&c.muster(&["summary", "--format", "json"])).unwrap();
     assert_eq!(summary["hosts"], 100);
 }
+
+#[test]
+fn the_baselines_measure_handshakes_and_calls() {
+    for mode in ["handshake", "echo"] {
+        let out = ok(loadgen().args([
+            "baseline",
+            "--mode",
+            mode,
+            "--duration",
+            "2s",
+            "--concurrency",
+            "4",
+            "--format",
+            "json",
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+        assert!(v["accepted"].as_u64().unwrap() > 0, "{mode}: {v}");
+        assert_eq!(v["errors"], 0, "{mode}: {v}");
+        assert!(
+            v["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+            "{mode}: {v}"
+        );
+    }
+}

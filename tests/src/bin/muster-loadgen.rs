@@ -110,6 +110,34 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// What this machine can do at all, with the same client code: bare
+    /// mutual-TLS handshakes, or bare gRPC calls, against a minimal server
+    /// in this process
+    #[command(
+        after_help = "Example:\n  muster-loadgen baseline --mode handshake --duration 30s --format json"
+    )]
+    Baseline {
+        /// handshake or echo
+        #[arg(long, value_enum)]
+        mode: BaselineMode,
+        /// How long to run (s, m)
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// Operations in flight at once
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// table for people, json for machines
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum BaselineMode {
+    /// A bare rustls mutual-TLS 1.3 handshake loop against a minimal rustls server
+    Handshake,
+    /// A bare gRPC unary call (health check) over kept-open connections
+    Echo,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -609,7 +637,7 @@ async fn run(
         s.abort();
     }
     let after = collector_pid.and_then(sample);
-    let mut tl = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    let tl = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(path) = &record {
         let mut text = String::new();
         for (id, seq) in &tl.acknowledged {
@@ -617,80 +645,288 @@ async fn run(
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    tl.latencies_us.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if tl.latencies_us.is_empty() {
-            return 0.0;
-        }
-        let i =
-            ((tl.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, tl.latencies_us.len());
-        f64::from(tl.latencies_us[i - 1]) / 1000.0
-    };
-    let errors: u64 = tl.errors.values().sum();
-    let cpu = match (before, after) {
-        (Some(b), Some(a)) => Some((a.0 - b.0) / elapsed * 100.0),
-        _ => None,
-    };
-    let report = serde_json::json!({
-        "mode": format!("{mode:?}").to_lowercase(),
-        "agents": n_agents,
-        "concurrency": workers,
-        "duration_s": (elapsed * 10.0).round() / 10.0,
-        "accepted": tl.accepted,
-        "errors": errors,
-        "errors_by_kind": tl.errors,
-        "per_second": (tl.accepted as f64 / elapsed * 10.0).round() / 10.0,
-        "latency_ms": {
-            "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
-            "max": tl.latencies_us.last().map_or(0.0, |&u| f64::from(u) / 1000.0),
-        },
-        "collector": collector_pid.map(|pid| serde_json::json!({
+    let collector_figures = collector_pid.map(|pid| {
+        let cpu = match (before, after) {
+            (Some(b), Some(a)) => Some((a.0 - b.0) / elapsed * 100.0),
+            _ => None,
+        };
+        serde_json::json!({
             "pid": pid,
             "cpu_percent": cpu.map(|c| (c * 10.0).round() / 10.0),
             "rss_max_mib": (rss_max.load(Ordering::Relaxed) as f64 / 1024.0 * 10.0).round() / 10.0,
-        })),
+        })
     });
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            t.set_header(["measure", "figure"]);
-            let l = &report["latency_ms"];
-            for (k, v) in [
-                ("mode", format!("{mode:?}").to_lowercase()),
-                ("agents / in flight", format!("{n_agents} / {workers}")),
-                ("duration", format!("{elapsed:.1} s")),
-                ("check-ins accepted", tl.accepted.to_string()),
-                ("per second", report["per_second"].to_string()),
-                (
-                    "latency p50 / p90 / p99 / max",
-                    format!(
-                        "{} / {} / {} / {} ms",
-                        l["p50"], l["p90"], l["p99"], l["max"]
-                    ),
-                ),
-                (
-                    "errors",
-                    tl.errors
-                        .iter()
-                        .map(|(k, n)| format!("{k}: {n}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-            ] {
-                t.add_row([k.to_string(), v]);
+    let mode = format!("{mode:?}").to_lowercase();
+    Report::new(&mode, n_agents, workers, elapsed, tl, collector_figures).print(format)
+}
+
+/// What a run measured, as the table and the JSON show it.
+struct Report(serde_json::Value);
+
+impl Report {
+    fn new(
+        mode: &str,
+        agents: usize,
+        concurrency: usize,
+        elapsed: f64,
+        mut tl: Tally,
+        collector: Option<serde_json::Value>,
+    ) -> Report {
+        tl.latencies_us.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if tl.latencies_us.is_empty() {
+                return 0.0;
             }
-            if let Some(c) = report["collector"].as_object() {
-                t.add_row([
-                    "collector CPU / peak RSS".to_string(),
-                    format!("{}% / {} MiB", c["cpu_percent"], c["rss_max_mib"]),
-                ]);
-            }
-            println!("{t}");
+            let i = ((tl.latencies_us.len() as f64 * p).ceil() as usize)
+                .clamp(1, tl.latencies_us.len());
+            f64::from(tl.latencies_us[i - 1]) / 1000.0
+        };
+        let errors: u64 = tl.errors.values().sum();
+        Report(serde_json::json!({
+            "mode": mode,
+            "agents": agents,
+            "concurrency": concurrency,
+            "duration_s": (elapsed * 10.0).round() / 10.0,
+            "accepted": tl.accepted,
+            "errors": errors,
+            "errors_by_kind": tl.errors,
+            "per_second": (tl.accepted as f64 / elapsed * 10.0).round() / 10.0,
+            "latency_ms": {
+                "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
+                "max": tl.latencies_us.last().map_or(0.0, |&u| f64::from(u) / 1000.0),
+            },
+            "collector": collector,
+        }))
+    }
+
+    fn print(&self, format: Format) -> Result<()> {
+        let r = &self.0;
+        if format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(r)?);
+            return Ok(());
+        }
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_header(["measure", "figure"]);
+        let l = &r["latency_ms"];
+        let errors = r["errors_by_kind"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, n)| format!("{k}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        for (k, v) in [
+            ("mode", r["mode"].as_str().unwrap_or_default().to_string()),
+            (
+                "agents / in flight",
+                format!("{} / {}", r["agents"], r["concurrency"]),
+            ),
+            ("duration", format!("{} s", r["duration_s"])),
+            ("accepted", r["accepted"].to_string()),
+            ("per second", r["per_second"].to_string()),
+            (
+                "latency p50 / p90 / p99 / max",
+                format!(
+                    "{} / {} / {} / {} ms",
+                    l["p50"], l["p90"], l["p99"], l["max"]
+                ),
+            ),
+            ("errors", errors),
+        ] {
+            t.add_row([k.to_string(), v]);
+        }
+        if let Some(c) = r["collector"].as_object() {
+            t.add_row([
+                "collector CPU / peak RSS".to_string(),
+                format!("{}% / {} MiB", c["cpu_percent"], c["rss_max_mib"]),
+            ]);
+        }
+        println!("{t}");
+        Ok(())
+    }
+}
+
+/// A CA, a server certificate for localhost and a client certificate, as
+/// the collector would issue them.
+fn baseline_pki() -> Result<(
+    String,
+    muster_collector::pki::Issued,
+    muster_collector::pki::Issued,
+)> {
+    let (ca, _) = muster_collector::pki::Authority::generate("baseline")?;
+    let server = ca.server_cert("localhost")?;
+    let client = ca.operator_cert("baseline", 1)?;
+    Ok((ca.cert_pem.clone(), server, client))
+}
+
+fn server_config(
+    ca_pem: &str,
+    server: &muster_collector::pki::Issued,
+) -> Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build()?;
+    let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
+    let mut cfg = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13])
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+async fn baseline(
+    mode: BaselineMode,
+    duration: Duration,
+    concurrency: usize,
+    format: Format,
+) -> Result<()> {
+    let (ca, server, client) = baseline_pki()?;
+    let server_cfg = Arc::new(server_config(&ca, &server)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let url = format!("https://localhost:{}", addr.port());
+    let identity = (client.cert_pem.clone(), client.key_pem.clone());
+    match mode {
+        BaselineMode::Handshake => {
+            // The server completes each handshake and answers one byte, so
+            // both ends have done all their work before the client counts it.
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        if let Ok(mut tls) = acceptor.accept(tcp).await {
+                            let _ = tls.write_all(b"k").await;
+                            let _ = tls.shutdown().await;
+                        }
+                    });
+                }
+            });
+        }
+        BaselineMode::Echo => {
+            let (health, service) = tonic_health::server::health_reporter();
+            health
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
+            let (tx, rx) = tokio::sync::mpsc::channel(128);
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            let _ = tx.send(Ok::<_, std::io::Error>(tls)).await;
+                        }
+                    });
+                }
+            });
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            );
         }
     }
-    Ok(())
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.max(1) {
+        let (url, ca, identity, tally) = (url.clone(), ca.clone(), identity.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut echo = None;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let outcome: Result<(), String> = match mode {
+                    BaselineMode::Handshake => {
+                        async {
+                            use tokio::io::AsyncReadExt;
+                            // A new configuration each time: no resumption.
+                            let config = Arc::new(
+                                build_client_config(&ca, Some(&identity))
+                                    .map_err(|e| e.to_string())?,
+                            );
+                            let tcp = tokio::net::TcpStream::connect(addr)
+                                .await
+                                .map_err(|_| "connect".to_string())?;
+                            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                            let name = rustls::pki_types::ServerName::try_from("localhost")
+                                .map_err(|e| e.to_string())?;
+                            let mut tls = tokio_rustls::TlsConnector::from(config)
+                                .connect(name, tcp)
+                                .await
+                                .map_err(|_| "handshake".to_string())?;
+                            let mut b = [0u8; 1];
+                            tls.read_exact(&mut b)
+                                .await
+                                .map_err(|_| "read".to_string())?;
+                            Ok(())
+                        }
+                        .await
+                    }
+                    BaselineMode::Echo => {
+                        async {
+                            if echo.is_none() {
+                                let config = Arc::new(
+                                    build_client_config(&ca, Some(&identity))
+                                        .map_err(|e| e.to_string())?,
+                                );
+                                let bind = std::net::IpAddr::from([127, 0, 0, 1 + (w % 8) as u8]);
+                                let channel = connect_with(&url, config, Some(bind))
+                                    .await
+                                    .map_err(|_| "connect".to_string())?;
+                                echo = Some(tonic_health::pb::health_client::HealthClient::new(
+                                    channel,
+                                ));
+                            }
+                            let client = echo.as_mut().expect("set above");
+                            client
+                                .check(tonic_health::pb::HealthCheckRequest {
+                                    service: String::new(),
+                                })
+                                .await
+                                .map_err(|s| format!("{:?}", s.code()))?;
+                            Ok(())
+                        }
+                        .await
+                    }
+                };
+                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                let mut tl = tally.lock().unwrap_or_else(|e| e.into_inner());
+                match outcome {
+                    Ok(()) => {
+                        tl.accepted += 1;
+                        tl.latencies_us.push(us);
+                    }
+                    Err(kind) => *tl.errors.entry(kind).or_default() += 1,
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let tl = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    let report = Report::new(
+        &format!("baseline-{mode:?}").to_lowercase(),
+        0,
+        concurrency,
+        elapsed,
+        tl,
+        None,
+    );
+    report.print(format)
 }
 
 fn main() -> std::process::ExitCode {
@@ -707,6 +943,12 @@ fn main() -> std::process::ExitCode {
                 token,
                 concurrency,
             } => enroll(collector, identity, state_dir, agents, token, concurrency).await,
+            Cmd::Baseline {
+                mode,
+                duration,
+                concurrency,
+                format,
+            } => baseline(mode, parse_duration(&duration)?, concurrency, format).await,
             Cmd::Run {
                 collector,
                 state_dir,
