@@ -289,6 +289,9 @@ fn every_command_has_help_with_an_example() {
         ("muster-collector", vec!["ca", "rotate"]),
         ("muster-collector", vec!["ca", "status"]),
         ("muster-collector", vec!["ca", "finish"]),
+        ("muster-loadgen", vec!["enroll"]),
+        ("muster-loadgen", vec!["run"]),
+        ("muster-loadgen", vec!["baseline"]),
     ] {
         let out = ok(cmd(bin).args(&args).arg("--help"));
         assert!(
