@@ -194,7 +194,7 @@ async fn run(cli: Cli) -> Result<()> {
             let ttl = parse_duration(&expires).map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
             let config = load_config(&dir)?;
             let store = open_store(&dir, &config).await?;
-            let token = hex::encode(rand::random::<[u8; 24]>());
+            let token = muster_collector::service::new_token();
             let expires_at = now() + ttl.as_secs() as i64;
             store
                 .create_token(&token_hash(&token), expires_at, uses)

@@ -30,6 +30,11 @@ fn internal(e: StoreError) -> Status {
     Status::internal("the collector could not complete the request; see its log")
 }
 
+/// A new enrollment token: 24 random bytes in hex.
+pub fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 24]>())
+}
+
 /// The hash under which a token is stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
@@ -864,6 +869,36 @@ impl v1::operator_server::Operator for OperatorService {
         tracing::info!(operator = %who.id, exporter = %name, event = %event.id, "test event sent");
         Ok(Response::new(v1::TestExporterResponse {
             event_id: event.id,
+        }))
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        req: Request<v1::CreateEnrollmentTokenRequest>,
+    ) -> Result<Response<v1::CreateEnrollmentTokenResponse>, Status> {
+        let who = peer(&req)?;
+        let r = req.into_inner();
+        if !(1..=1_000_000).contains(&r.uses) {
+            return Err(Status::invalid_argument(
+                "uses must be between 1 and 1000000",
+            ));
+        }
+        if !(60..=30 * 86_400).contains(&r.valid_seconds) {
+            return Err(Status::invalid_argument(
+                "valid_seconds must be between 60 and 2592000 (30 days)",
+            ));
+        }
+        let token = new_token();
+        let expires_at = crate::store::now() + i64::from(r.valid_seconds);
+        self.0
+            .store
+            .create_token(&token_hash(&token), expires_at, r.uses)
+            .await
+            .map_err(internal)?;
+        tracing::info!(operator = %who.id, uses = r.uses, expires_at, "enrollment token created");
+        Ok(Response::new(v1::CreateEnrollmentTokenResponse {
+            token,
+            expires_at,
         }))
     }
 

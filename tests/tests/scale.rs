@@ -29,21 +29,33 @@ fn stored_checkins(c: &Collector) -> HashSet<(String, i64)> {
 fn every_check_in_the_load_generator_counts_is_stored() {
     let c = Collector::start();
     let state = c.dir.join("fleet");
-    let token = c.token(100, "1h");
+    // The first 60 with a token made on the collector, the rest with one
+    // the load generator asks for with the operator identity.
+    let token = c.token(60, "1h");
     let out = ok(loadgen()
         .args(["enroll", "--collector", &c.url(), "--identity"])
         .arg(c.data().join("operator"))
         .arg("--state-dir")
         .arg(&state)
-        .args(["--agents", "100", "--token", &token]));
-    assert!(out.contains("100 agents enrolled"), "{out}");
+        .args(["--agents", "60", "--token", &token]));
+    assert!(out.contains("60 agents enrolled"), "{out}");
+    let out = ok(loadgen()
+        .args(["enroll", "--collector", &c.url(), "--identity"])
+        .arg(c.data().join("operator"))
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--agents", "100"]));
+    assert!(
+        out.contains("40 agents enrolled") && out.contains("holds 100"),
+        "{out}"
+    );
     // Enrolling again with the folder full does nothing.
     let again = ok(loadgen()
         .args(["enroll", "--collector", &c.url(), "--identity"])
         .arg(c.data().join("operator"))
         .arg("--state-dir")
         .arg(&state)
-        .args(["--agents", "100", "--token", &token]));
+        .args(["--agents", "100"]));
     assert!(again.contains("already holds 100"), "{again}");
     assert_eq!(c.hosts().len(), 100);
 

@@ -33,7 +33,7 @@ use tonic::transport::Channel;
 #[command(
     name = "muster-loadgen",
     about = "Simulated agents against a collector: enroll many, then measure check-ins",
-    after_help = "Example:\n  TOKEN=$(muster-collector token create --data-dir DIR --uses 1000 | tail -1)\n  muster-loadgen enroll --collector https://localhost:8443 --identity DIR/operator \\\n      --state-dir /tmp/fleet --agents 1000 --token $TOKEN\n  muster-loadgen run --collector https://localhost:8443 --state-dir /tmp/fleet --duration 30s --mode resume"
+    after_help = "Example:\n  muster-loadgen enroll --collector https://localhost:8443 --identity DIR/operator \\\n      --state-dir /tmp/fleet --agents 1000\n  muster-loadgen run --collector https://localhost:8443 --state-dir /tmp/fleet --duration 30s --mode resume"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,7 +44,7 @@ struct Cli {
 enum Cmd {
     /// Enroll agents until the state folder holds N (through Enrollment.Enroll)
     #[command(
-        after_help = "Example:\n  muster-loadgen enroll --collector https://localhost:8443 --identity DIR/operator \\\n      --state-dir /tmp/fleet --agents 1000 --token TOKEN"
+        after_help = "Example:\n  muster-loadgen enroll --collector https://localhost:8443 --identity DIR/operator \\\n      --state-dir /tmp/fleet --agents 1000"
     )]
     Enroll {
         /// The collector, https://NAME:PORT
@@ -59,9 +59,10 @@ enum Cmd {
         /// How many agents the folder should hold
         #[arg(long)]
         agents: usize,
-        /// An enrollment token with enough uses (muster-collector token create --uses N)
+        /// An enrollment token with enough uses [default: one made now through
+        /// the operator identity (Operator.CreateEnrollmentToken), valid an hour]
         #[arg(long, env = "MUSTER_ENROLL_TOKEN", hide_env_values = true)]
-        token: String,
+        token: Option<String>,
         /// Enrollments in flight at once
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
@@ -274,7 +275,7 @@ async fn enroll(
     identity: PathBuf,
     dir: PathBuf,
     agents: usize,
-    token: String,
+    token: Option<String>,
     concurrency: usize,
 ) -> Result<()> {
     let ca = std::fs::read_to_string(identity.join("ca.pem"))
@@ -287,6 +288,31 @@ async fn enroll(
         println!("{} already holds {start} agents", dir.display());
         return Ok(());
     }
+    let token = match token {
+        Some(t) => t,
+        None => {
+            let read = |f: &str| {
+                std::fs::read_to_string(identity.join(f))
+                    .with_context(|| format!("cannot read {}/{f}", identity.display()))
+            };
+            let operator = (read("cert.pem")?, read("key.pem")?);
+            let config =
+                Arc::new(build_client_config(&ca, Some(&operator)).map_err(anyhow::Error::msg)?);
+            let channel = connect_with(&collector, config, None).await?;
+            let uses = u32::try_from(agents - start).context("too many agents for one token")?;
+            muster_proto::v1::operator_client::OperatorClient::new(channel)
+                .create_enrollment_token(v1::CreateEnrollmentTokenRequest {
+                    uses,
+                    valid_seconds: 3600,
+                })
+                .await
+                .map_err(|s| {
+                    anyhow::anyhow!("the collector made no enrollment token: {}", s.message())
+                })?
+                .into_inner()
+                .token
+        }
+    };
     let config = Arc::new(build_client_config(&ca, None).map_err(anyhow::Error::msg)?);
     let out = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
