@@ -110,6 +110,16 @@ fn a_revoked_agent_says_so_and_stops_retrying() {
     assert!(h.contains("REVOKED"), "{h}");
 }
 
+/// Whether the package tests run (MUSTER_TEST_PACKAGES=1, as `.ci/run`
+/// sets); if not, says what was skipped.
+fn packages_enabled(what: &str) -> bool {
+    let on = std::env::var("MUSTER_TEST_PACKAGES").as_deref() == Ok("1");
+    if !on {
+        eprintln!("skipped: set MUSTER_TEST_PACKAGES=1 (as .ci/run does) to {what}");
+    }
+    on
+}
+
 /// Runs `cargo ARGS` in the workspace (with `-o OUT` when a package of
 /// extension `ext` is expected) and returns that package.
 fn package(args: &[&str], out: &Path, ext: &str) -> std::path::PathBuf {
@@ -160,10 +170,7 @@ fn must(program: &str, args: &[&str]) -> String {
 /// `.ci/run` sets) and as root.
 #[test]
 fn the_debian_package_installs_and_removes_cleanly() {
-    if std::env::var("MUSTER_TEST_PACKAGES").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set MUSTER_TEST_PACKAGES=1 (as .ci/run does) to install the package into this machine"
-        );
+    if !packages_enabled("install the package into this machine") {
         return;
     }
     assert_eq!(
@@ -268,10 +275,7 @@ fn the_debian_package_installs_and_removes_cleanly() {
 /// MUSTER_TEST_PACKAGES=1, as the Debian package test.
 #[test]
 fn the_rpm_package_holds_the_files_and_scriptlets() {
-    if std::env::var("MUSTER_TEST_PACKAGES").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set MUSTER_TEST_PACKAGES=1 (as .ci/run does) to build the RPM (needs cargo-generate-rpm and rpm)"
-        );
+    if !packages_enabled("build the RPM (needs cargo-generate-rpm and rpm)") {
         return;
     }
     let out = TempDir::new("rpm");

@@ -71,46 +71,7 @@ enum Cmd {
     #[command(
         after_help = "Example:\n  muster-loadgen run --collector https://localhost:8443 --state-dir /tmp/fleet \\\n      --duration 30s --mode keepalive --changed 0.05 --format json"
     )]
-    Run {
-        /// The collector, https://NAME:PORT
-        #[arg(long)]
-        collector: String,
-        /// The folder `enroll` filled
-        #[arg(long)]
-        state_dir: PathBuf,
-        /// How long to run (s, m)
-        #[arg(long, default_value = "30s")]
-        duration: String,
-        /// full: a new connection and full TLS handshake per check-in;
-        /// resume: a new connection resuming each agent's TLS session;
-        /// keepalive: one connection per agent, kept open
-        #[arg(long, value_enum, default_value = "full")]
-        mode: Mode,
-        /// Check-ins per second in all (default: as fast as the collector takes them)
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Fraction of check-ins with one changed section
-        #[arg(long, default_value_t = 0.0)]
-        changed: f64,
-        /// Fraction of check-ins sending the full inventory
-        #[arg(long, default_value_t = 0.0)]
-        full: f64,
-        /// Check-ins in flight at once
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Spread connections over this many source addresses 127.0.0.1.. (loopback collectors)
-        #[arg(long, default_value_t = 8)]
-        sources: u8,
-        /// The collector's process id, to sample its CPU and RSS from /proc
-        #[arg(long)]
-        collector_pid: Option<u32>,
-        /// Write every acknowledged (agent id, sequence) to this file, one per line
-        #[arg(long)]
-        record: Option<PathBuf>,
-        /// table for people, json for machines
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
+    Run(RunArgs),
     /// What this machine can do at all, with the same client code: bare
     /// mutual-TLS handshakes, or bare gRPC calls, against a minimal server
     /// in this process
@@ -131,6 +92,49 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// What `run` takes.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The collector, https://NAME:PORT
+    #[arg(long)]
+    collector: String,
+    /// The folder `enroll` filled
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// How long to run (s, m)
+    #[arg(long, default_value = "30s")]
+    duration: String,
+    /// full: a new connection and full TLS handshake per check-in;
+    /// resume: a new connection resuming each agent's TLS session;
+    /// keepalive: one connection per agent, kept open
+    #[arg(long, value_enum, default_value = "full")]
+    mode: Mode,
+    /// Check-ins per second in all (default: as fast as the collector takes them)
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Fraction of check-ins with one changed section
+    #[arg(long, default_value_t = 0.0)]
+    changed: f64,
+    /// Fraction of check-ins sending the full inventory
+    #[arg(long, default_value_t = 0.0)]
+    full: f64,
+    /// Check-ins in flight at once
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Spread connections over this many source addresses 127.0.0.1.. (loopback collectors)
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// The collector's process id, to sample its CPU and RSS from /proc
+    #[arg(long)]
+    collector_pid: Option<u32>,
+    /// Write every acknowledged (agent id, sequence) to this file, one per line
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// table for people, json for machines
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -557,21 +561,22 @@ fn sample(pid: u32) -> Option<(f64, u64)> {
     Some((ticks / 100.0, rss))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    collector: String,
-    dir: PathBuf,
-    duration: Duration,
-    mode: Mode,
-    rate: Option<f64>,
-    changed: f64,
-    full: f64,
-    concurrency: usize,
-    sources: u8,
-    collector_pid: Option<u32>,
-    record: Option<PathBuf>,
-    format: Format,
-) -> Result<()> {
+async fn run(a: RunArgs) -> Result<()> {
+    let RunArgs {
+        collector,
+        state_dir: dir,
+        duration,
+        mode,
+        rate,
+        changed,
+        full,
+        concurrency,
+        sources,
+        collector_pid,
+        record,
+        format,
+    } = a;
+    let duration = parse_duration(&duration)?;
     let ca = std::fs::read_to_string(dir.join("ca.pem")).with_context(|| {
         format!(
             "{} holds no ca.pem: run `muster-loadgen enroll` first",
@@ -1004,36 +1009,7 @@ fn main() -> std::process::ExitCode {
                 concurrency,
                 format,
             } => baseline(mode, parse_duration(&duration)?, concurrency, format).await,
-            Cmd::Run {
-                collector,
-                state_dir,
-                duration,
-                mode,
-                rate,
-                changed,
-                full,
-                concurrency,
-                sources,
-                collector_pid,
-                record,
-                format,
-            } => {
-                run(
-                    collector,
-                    state_dir,
-                    parse_duration(&duration)?,
-                    mode,
-                    rate,
-                    changed,
-                    full,
-                    concurrency,
-                    sources,
-                    collector_pid,
-                    record,
-                    format,
-                )
-                .await
-            }
+            Cmd::Run(a) => run(a).await,
         }
     });
     match result {
