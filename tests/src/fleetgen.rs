@@ -27,16 +27,33 @@ impl Rng {
     }
 }
 
-pub fn inventory(i: usize, names: &[String]) -> (HostFacts, BTreeMap<String, Section>) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1).wrapping_mul(0x2545_f491));
-    let mut packages: Vec<Item> = (0..100)
+/// `n` dpkg packages drawn from `names`.
+pub fn packages(rng: &mut Rng, n: usize, names: &[String]) -> Vec<Item> {
+    (0..n)
         .map(|_| {
             let name = &names[rng.below(names.len())];
             Item::new(ItemKind::Package, name.as_str(), Presence::Present, "dpkg")
                 .version("1.0-1")
                 .attr("manager", "dpkg")
         })
-        .collect();
+        .collect()
+}
+
+/// Sections of these items, normalised as an agent sends them.
+pub fn sections<const N: usize>(parts: [(&str, Vec<Item>); N]) -> BTreeMap<String, Section> {
+    parts
+        .into_iter()
+        .map(|(name, items)| {
+            let mut s = Section { items };
+            s.normalise();
+            (name.to_string(), s)
+        })
+        .collect()
+}
+
+pub fn inventory(i: usize, names: &[String]) -> (HostFacts, BTreeMap<String, Section>) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1).wrapping_mul(0x2545_f491));
+    let mut packages = packages(&mut rng, 100, names);
     let roll = rng.below(100);
     if roll < 3 {
         let presence = if roll == 0 {
@@ -59,12 +76,7 @@ pub fn inventory(i: usize, names: &[String]) -> (HostFacts, BTreeMap<String, Sec
             )
         })
         .collect();
-    let mut sections = BTreeMap::new();
-    for (name, items) in [("dpkg", packages), ("systemd", units)] {
-        let mut s = Section { items };
-        s.normalise();
-        sections.insert(name.to_string(), s);
-    }
+    let sections = sections([("dpkg", packages), ("systemd", units)]);
     let facts = HostFacts {
         hostname: format!("host-{i:06}"),
         os_name: "Debian GNU/Linux".into(),

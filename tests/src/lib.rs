@@ -192,6 +192,16 @@ impl Collector {
         c
     }
 
+    /// Like [`Collector::start`], with `settings` (TOML lines) added to
+    /// its config file.
+    pub fn start_with_config(settings: &str) -> Collector {
+        Self::start_with(|data| {
+            let cfg = data.join("collector.toml");
+            let text = std::fs::read_to_string(&cfg).expect("collector.toml");
+            std::fs::write(cfg, format!("{text}\n{settings}\n")).expect("collector.toml");
+        })
+    }
+
     /// A collector keeping its fleet in the PostgreSQL database `url`.
     pub fn start_postgres(url: &str) -> Collector {
         let dir = TempDir::new("collector");
@@ -505,6 +515,22 @@ pub fn linux_image(root: &Path, hostname: &str, packages: &[(&str, &str, &str)],
 }
 
 /// `muster-agent run --once` for the agent in `state` on the image `root`.
+/// `muster-agent run` (the service loop, or once with `--once` in
+/// `extra`) on the image `root`, its log going to `log`.
+pub fn agent_run(state: &Path, root: &Path, extra: &[&str], log: Stdio) -> std::process::Child {
+    cmd("muster-agent")
+        .arg("run")
+        .args(extra)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start muster-agent")
+}
+
 pub fn agent_once(state: &Path, root: &Path) -> Output {
     run(cmd("muster-agent")
         .args(["run", "--once", "--state-dir"])

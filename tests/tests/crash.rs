@@ -166,11 +166,7 @@ fn sigterm_stops_cleanly_and_closes_the_database() {
 
 #[test]
 fn json_logs_and_an_agent_service_loop_that_stops_on_sigterm() {
-    let c = Collector::start_with(|data| {
-        let cfg = data.join("collector.toml");
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        std::fs::write(cfg, format!("{text}\nlog_format = \"json\"\n")).unwrap();
-    });
+    let c = Collector::start_with_config("log_format = \"json\"");
     let state = c.dir.join("agent");
     c.enroll(&state);
     let root = c.dir.join("img");
@@ -181,15 +177,7 @@ fn json_logs_and_an_agent_service_loop_that_stops_on_sigterm() {
         &[],
     );
     // Without --once the agent keeps running at the collector's interval.
-    let mut agent = cmd("muster-agent")
-        .args(["run", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = agent_run(&state, &root, &[], Stdio::null());
     let reported = wait_for(Duration::from_secs(30), || {
         let h = c.hosts();
         (h[0]["sequence"] == 1).then_some(())

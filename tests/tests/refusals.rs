@@ -228,11 +228,7 @@ fn bad_enrollment_tokens_are_refused_and_create_nothing() {
 
 #[test]
 fn malformed_or_oversized_check_ins_change_nothing() {
-    let c = Collector::start_with(|data| {
-        let cfg = data.join("collector.toml");
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        std::fs::write(cfg, format!("{text}\nmax_checkin_bytes = 4096\n")).unwrap();
-    });
+    let c = Collector::start_with_config("max_checkin_bytes = 4096");
     let state = c.dir.join("agent");
     c.enroll(&state);
     let rt = rt();
@@ -383,15 +379,7 @@ fn a_check_in_without_a_base_asks_for_the_full_sections() {
 #[test]
 fn a_resumed_session_keeps_its_identity_and_its_certificate_may_expire() {
     let metrics_port = free_port();
-    let c = Collector::start_with(|data| {
-        let cfg = data.join("collector.toml");
-        let text = read(&cfg);
-        std::fs::write(
-            &cfg,
-            format!("{text}\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"),
-        )
-        .unwrap();
-    });
+    let c = Collector::start_with_config(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\""));
     let ca = read(&c.data().join("ca.pem"));
     let authority = Authority::load(&ca, &read(&c.data().join("ca-key.pem"))).unwrap();
     let now = time::OffsetDateTime::now_utc();

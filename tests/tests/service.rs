@@ -15,15 +15,7 @@ fn run_until_logged(
     log: &Path,
     what: &str,
 ) -> (std::process::Child, String) {
-    let agent = cmd("muster-agent")
-        .args(["run", "--state-dir"])
-        .arg(state)
-        .arg("--root")
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
+    let agent = agent_run(state, root, &[], std::fs::File::create(log).unwrap().into());
     let said = wait_for(Duration::from_secs(20), || {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         text.contains(what).then_some(text)
@@ -593,15 +585,7 @@ fn an_agent_killed_mid_send_loses_nothing_and_applies_nothing_twice() {
     let (state, root) = c.agent_with_image("killed", &[("kesl", "12.1", "install ok installed")]);
     let relay = slow_relay(c.port);
     set_addresses(&state, &format!("https://localhost:{relay}"), &[]);
-    let mut agent = cmd("muster-agent")
-        .args(["run", "--once", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut agent = agent_run(&state, &root, &["--once"], Stdio::null());
     wait_for(Duration::from_secs(60), || {
         c.log().contains("check-in accepted").then_some(())
     })
@@ -819,11 +803,7 @@ fn a_reimaged_host_supersedes_its_old_agent() {
 /// apart.
 #[test]
 fn a_busy_collector_spreads_a_crowd_with_retry_after() {
-    let c = Collector::start_with(|data| {
-        let cfg = data.join("collector.toml");
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        std::fs::write(cfg, format!("{text}\nmax_checkins_per_second = 1\n")).unwrap();
-    });
+    let c = Collector::start_with_config("max_checkins_per_second = 1");
     let n = 6;
     let mut agents = Vec::new();
     for i in 0..n {
@@ -845,15 +825,7 @@ fn a_busy_collector_spreads_a_crowd_with_retry_after() {
         .iter()
         .zip(&logs)
         .map(|((state, root), log)| {
-            cmd("muster-agent")
-                .args(["run", "--state-dir"])
-                .arg(state)
-                .arg("--root")
-                .arg(root)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .spawn()
-                .unwrap()
+            agent_run(state, root, &[], std::fs::File::create(log).unwrap().into())
         })
         .collect();
     let all_reported = wait_for(Duration::from_secs(60), || {
@@ -1019,17 +991,9 @@ fn the_ca_is_rotated_with_an_overlap() {
 #[test]
 fn a_running_agent_resumes_its_tls_session_at_the_next_check_in() {
     let metrics_port = free_port();
-    let c = Collector::start_with(|data| {
-        let cfg = data.join("collector.toml");
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        std::fs::write(
-            &cfg,
-            format!(
-                "{text}\ncheckin_interval = \"10s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
-            ),
-        )
-        .unwrap();
-    });
+    let c = Collector::start_with_config(&format!(
+        "checkin_interval = \"10s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\""
+    ));
     let (state, root) = c.agent_with_image("resuming", &[("bash", "5.2", "install ok installed")]);
     let log = c.dir.join("agent.log");
     let (mut agent, _) = run_until_logged(&state, &root, &log, "check-in acknowledged");

@@ -122,15 +122,12 @@ fn unchanged_checkins(c: &Collector) -> ((u64, u64), (u64, u64)) {
     // A running agent: its first check-in makes a full handshake, its
     // second resumes.
     let log = c.dir.join("agent-image.log");
-    let mut agent = cmd("muster-agent")
-        .args(["run", "--state-dir"])
-        .arg(&state)
-        .arg("--root")
-        .arg(&img)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("agent");
+    let mut agent = agent_run(
+        &state,
+        &img,
+        &[],
+        std::fs::File::create(&log).expect("log").into(),
+    );
     let twice = wait_for(Duration::from_secs(40), || (acks(&log) >= 2).then_some(()));
     let _ = agent.kill();
     let _ = agent.wait();

@@ -20,7 +20,7 @@ use muster_catalog::{HostFacts, Item, ItemKind, Presence, Section};
 use muster_proto::channel::{build_client_config, connect_with};
 use muster_proto::v1::{self, agent_client::AgentClient, enrollment_client::EnrollmentClient};
 use muster_proto::{facts_to_wire, section_to_wire};
-use muster_tests::fleetgen::{Rng, package_names};
+use muster_tests::fleetgen::{self, Rng, package_names};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -190,14 +190,7 @@ fn load_identities(dir: &Path) -> Result<Vec<Identity>> {
 fn inventory(i: usize, variant: u64, names: &[String]) -> (HostFacts, BTreeMap<String, Section>) {
     let mut rng = Rng(0x51_7cc1_b727_220a ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9));
     let n_packages = 1000 + rng.below(2001);
-    let mut packages: Vec<Item> = (0..n_packages)
-        .map(|_| {
-            let name = &names[rng.below(names.len())];
-            Item::new(ItemKind::Package, name.as_str(), Presence::Present, "dpkg")
-                .version("1.0-1")
-                .attr("manager", "dpkg")
-        })
-        .collect();
+    let mut packages = fleetgen::packages(&mut rng, n_packages, names);
     if rng.below(100) < 3 {
         packages.push(
             Item::new(ItemKind::Package, "kesl", Presence::Present, "dpkg").version("12.1.0"),
@@ -232,16 +225,11 @@ fn inventory(i: usize, variant: u64, names: &[String]) -> (HostFacts, BTreeMap<S
             )
         })
         .collect();
-    let mut sections = BTreeMap::new();
-    for (name, items) in [
+    let sections = fleetgen::sections([
         ("dpkg", packages),
         ("systemd", services),
         ("processes", processes),
-    ] {
-        let mut s = Section { items };
-        s.normalise();
-        sections.insert(name.to_string(), s);
-    }
+    ]);
     let facts = HostFacts {
         hostname: format!("loadgen-{i:06}"),
         os_name: "Debian GNU/Linux".into(),
