@@ -170,13 +170,18 @@ impl v1::agent_server::Agent for AgentService {
             st.metrics.refused("invalid");
             tracing::warn!(host = %who.id, error = %e.message(), "check-in refused");
         })?;
+        let c = Arc::new(c);
         let catalog = &st.catalog;
-        let mut collector_found = Vec::new();
+        // The catalog evaluates on the store's writer; what it found comes
+        // back here for the comparison with the agent's own detections.
+        let found = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (shared, state) = (found.clone(), self.0.clone());
         let outcome = st
             .store
-            .checkin(&who.id, &c, &catalog.digest, |inv| {
-                collector_found = evaluate(inv, catalog);
-                collector_found.clone()
+            .checkin(&who.id, c.clone(), &catalog.digest, move |inv| {
+                let detections = evaluate(inv, &state.catalog);
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = detections.clone();
+                detections
             })
             .await
             .map_err(|e| {
@@ -210,6 +215,8 @@ impl v1::agent_server::Agent for AgentService {
                     detections,
                     "check-in accepted"
                 );
+                let collector_found =
+                    std::mem::take(&mut *found.lock().unwrap_or_else(|p| p.into_inner()));
                 if !collector_found.is_empty() || !c.agent_detections.is_empty() {
                     let ours: BTreeSet<_> = collector_found
                         .iter()

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use outbox::{Cursor, ExporterStatus, OtherCa, OutboxEvent, RenewError};
@@ -31,6 +32,9 @@ pub enum StoreError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A batch of check-ins (group commit) was not stored.
+    #[error("the check-in was not stored: {0}")]
+    Commit(String),
     /// Stored JSON did not parse (a bug or a damaged database).
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
@@ -541,10 +545,212 @@ enum Pool {
     Postgres(PgPool),
 }
 
+/// Applies check-in `$c` of `$host_id` at time `$t` inside transaction
+/// `$tx`; a future of its outcome. Nothing is written unless the outcome is
+/// `Accepted`. The one body of [`Store::checkin`], the group commit and
+/// imports.
+macro_rules! checkin_in_tx {
+    ($store:expr, $tx:expr, $host_id:expr, $c:expr, $catalog_digest:expr, $evaluate:expr, $t:expr) => {
+        checkin_future(async {
+            let (host_id, c, catalog_digest, t): (&str, &CheckIn, &str, i64) =
+                ($host_id, $c, $catalog_digest, $t);
+            let evaluate = $evaluate;
+                let host: Option<CheckInHost> = sqlx::query_as($store.locked(
+                    "SELECT last_sequence, revoked_at, superseded_by, hostname, imported, enrolled_at \
+                     FROM hosts WHERE id = $1",
+                    "SELECT last_sequence, revoked_at, superseded_by, hostname, imported, enrolled_at \
+                     FROM hosts WHERE id = $1 FOR UPDATE",
+                ))
+                .bind(host_id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+                let Some(host) = host else {
+                    return Ok(CheckInOutcome::UnknownHost);
+                };
+                if let Some(at) = host.revoked_at {
+                    return Ok(CheckInOutcome::Revoked { at });
+                }
+                let last = host.last_sequence;
+                if c.sequence <= last as u64 {
+                    return Ok(CheckInOutcome::Duplicate);
+                }
+                let stored: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+                    "SELECT name, digest FROM sections WHERE host_id = $1",
+                )
+                .bind(host_id)
+                .fetch_all(&mut *$tx)
+                .await?
+                .into_iter()
+                .collect();
+                let missing: Vec<String> = c
+                    .digests
+                    .iter()
+                    .filter(|(name, digest)| {
+                        !c.sections.contains_key(*name) && stored.get(*name) != Some(*digest)
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                if !missing.is_empty() {
+                    return Ok(CheckInOutcome::Missing(missing));
+                }
+                for name in stored.keys().filter(|n| !c.digests.contains_key(*n)) {
+                    sqlx::query("DELETE FROM sections WHERE host_id = $1 AND name = $2")
+                        .bind(host_id)
+                        .bind(name)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                let changed =
+                    !c.sections.is_empty() || stored.keys().any(|n| !c.digests.contains_key(n));
+                for (name, section) in &c.sections {
+                    sqlx::query(
+                        "INSERT INTO sections (host_id, name, digest, items, item_count, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (host_id, name) DO UPDATE SET digest = excluded.digest, \
+                         items = excluded.items, item_count = excluded.item_count, updated_at = excluded.updated_at",
+                    )
+                    .bind(host_id)
+                    .bind(name)
+                    .bind(section.digest())
+                    .bind(json(&section.items))
+                    .bind(section.items.len() as i64)
+                    .bind(t)
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+                let detections = if changed {
+                    let inv = load_inventory!($tx, host_id, &c.facts.platform);
+                    let found = evaluate(&inv);
+                    apply_detections!($tx, host_id, t, &found);
+                    sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
+                        .bind(catalog_digest)
+                        .bind(host_id)
+                        .execute(&mut *$tx)
+                        .await?;
+                    found.len()
+                } else {
+                    // Unchanged: every present detection was seen again, and
+                    // the rows touched are the count the agent is told.
+                    let seen = sqlx::query(
+                        "UPDATE detections SET last_seen = $1 WHERE host_id = $2 AND removed_at IS NULL",
+                    )
+                    .bind(t)
+                    .bind(host_id)
+                    .execute(&mut *$tx)
+                    .await?;
+                    seen.rows_affected() as usize
+                };
+                let f = &c.facts;
+                // A machine re-imaged (or re-enrolled) gets a new agent: at its
+                // first report, or when it takes another host's name, the
+                // older live hosts of that machine are superseded by it.
+                let mut superseded: Vec<String> = Vec::new();
+                // A superseded host that reports again was not re-imaged: it is
+                // another machine of the same name. It is live again, never
+                // refused, and its timeline says so.
+                if let Some(by) = &host.superseded_by {
+                    insert_events!(
+                        $tx,
+                        &[Event {
+                            related_host: by.clone(),
+                            ..Event::new(host_id, t, "reappeared")
+                        }]
+                    );
+                }
+                if host.imported == 0
+                    && !f.hostname.is_empty()
+                    && (last == 0 || !host.hostname.eq_ignore_ascii_case(&f.hostname))
+                {
+                    superseded = sqlx::query_scalar(
+                        "SELECT id FROM hosts WHERE lower(hostname) = lower($1) AND id <> $2 \
+                         AND imported = 0 AND revoked_at IS NULL AND superseded_by IS NULL \
+                         AND enrolled_at <= $3 AND (hardware_id = '' OR $4 = '' OR hardware_id = $4) \
+                         ORDER BY id",
+                    )
+                    .bind(&f.hostname)
+                    .bind(host_id)
+                    .bind(host.enrolled_at)
+                    .bind(&f.hardware_id)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                    for old in &superseded {
+                        sqlx::query(
+                            "UPDATE hosts SET superseded_by = $1, superseded_at = $2 WHERE id = $3",
+                        )
+                        .bind(host_id)
+                        .bind(t)
+                        .bind(old)
+                        .execute(&mut *$tx)
+                        .await?;
+                        let link = |id: &str, kind: &str, other: &str| Event {
+                            related_host: other.to_string(),
+                            ..Event::new(id, t, kind)
+                        };
+                        insert_events!(
+                            $tx,
+                            &[
+                                link(old, "superseded", host_id),
+                                link(host_id, "supersedes", old)
+                            ]
+                        );
+                    }
+                }
+                sqlx::query(
+                    "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
+                     ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
+                     agent_detections = $11, platform = $12, hardware_id = $13, stale_since = NULL, \
+                     superseded_by = NULL, superseded_at = NULL WHERE id = $14",
+                )
+                .bind(&f.hostname)
+                .bind(&f.os_name)
+                .bind(&f.os_version)
+                .bind(&f.kernel)
+                .bind(&f.arch)
+                .bind(json(&f.ips))
+                .bind(&f.agent_version)
+                .bind(t)
+                .bind(c.sequence as i64)
+                .bind(&c.catalog_version)
+                .bind(json(&c.agent_detections))
+                .bind(&f.platform)
+                .bind(&f.hardware_id)
+                .bind(host_id)
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(host_id)
+                .bind(c.sequence as i64)
+                .bind(t)
+                .bind(c.scanned_at)
+                .bind(c.sections.len() as i64)
+                .execute(&mut *$tx)
+                .await?;
+                Ok(CheckInOutcome::Accepted {
+                    detections,
+                    superseded,
+                    reappeared: host.superseded_by,
+                })
+        })
+    };
+}
+
+/// Names the output of [`checkin_in_tx!`]'s future, which `?` cannot infer.
+fn checkin_future<F>(f: F) -> F
+where
+    F: std::future::Future<Output = Result<CheckInOutcome, StoreError>>,
+{
+    f
+}
+
 /// The fleet store.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The group-commit writers of check-ins; `None`: one transaction per
+    /// check-in.
+    commits: Option<Arc<commit::Committers>>,
 }
 
 /// Runs `$body` with `$p` bound to the store's pool, whichever backend it
@@ -744,7 +950,26 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Store { pool })
+        let writers = match pool {
+            // SQLite has one writer at a time: one committer.
+            Pool::Sqlite(_) => 1,
+            // PostgreSQL commits in parallel; a few committers keep its
+            // connections busy while each still batches.
+            Pool::Postgres(_) => 4,
+        };
+        Ok(Store {
+            pool,
+            commits: Some(Arc::new(commit::Committers::new(writers))),
+        })
+    }
+
+    /// This store with one transaction per check-in instead of group
+    /// commit: the comparison in the benchmarks.
+    pub fn without_group_commit(self) -> Store {
+        Store {
+            commits: None,
+            ..self
+        }
     }
 
     /// `BEGIN` for a write transaction: SQLite takes the write lock at once
@@ -870,21 +1095,36 @@ impl Store {
     /// Applies a check-in atomically. Sections not sent must match what is
     /// stored; otherwise nothing changes and the missing names come back.
     /// `evaluate` runs on the merged inventory when any section changed.
+    ///
+    /// Check-ins arriving together share one transaction (group commit,
+    /// [`commit`]): one synced commit for many reports, each inside its
+    /// own savepoint so that one failing leaves the others whole. The
+    /// outcome is returned once the batch is durable.
     pub async fn checkin<F>(
         &self,
         host_id: &str,
-        c: &CheckIn,
+        c: Arc<CheckIn>,
         catalog_digest: &str,
         evaluate: F,
     ) -> Result<CheckInOutcome, StoreError>
     where
-        F: FnOnce(&Inventory) -> Vec<Detection>,
+        F: Fn(&Inventory) -> Vec<Detection> + Send + Sync + 'static,
     {
-        self.checkin_at(host_id, c, catalog_digest, evaluate, now())
-            .await
+        match &self.commits {
+            Some(commits) => {
+                commits
+                    .submit(self, host_id, c, catalog_digest, Box::new(evaluate))
+                    .await
+            }
+            None => {
+                self.checkin_at(host_id, &c, catalog_digest, evaluate, now())
+                    .await
+            }
+        }
     }
 
-    /// [`Store::checkin`] as of time `t` (an import's snapshot time).
+    /// One check-in in a transaction of its own, as of time `t` (an
+    /// import's snapshot time).
     async fn checkin_at<F>(
         &self,
         host_id: &str,
@@ -898,198 +1138,11 @@ impl Store {
     {
         on_pool!(self, |pool| {
             let mut tx = pool.begin_with(self.begin_sql()).await?;
-            let host: Option<CheckInHost> = sqlx::query_as(self.locked(
-                "SELECT last_sequence, revoked_at, superseded_by, hostname, imported, enrolled_at \
-                 FROM hosts WHERE id = $1",
-                "SELECT last_sequence, revoked_at, superseded_by, hostname, imported, enrolled_at \
-                 FROM hosts WHERE id = $1 FOR UPDATE",
-            ))
-            .bind(host_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(host) = host else {
-                return Ok(CheckInOutcome::UnknownHost);
-            };
-            if let Some(at) = host.revoked_at {
-                return Ok(CheckInOutcome::Revoked { at });
+            let outcome = checkin_in_tx!(self, tx, host_id, c, catalog_digest, evaluate, t).await?;
+            if matches!(outcome, CheckInOutcome::Accepted { .. }) {
+                tx.commit().await?;
             }
-            let last = host.last_sequence;
-            if c.sequence <= last as u64 {
-                return Ok(CheckInOutcome::Duplicate);
-            }
-            let stored: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-                "SELECT name, digest FROM sections WHERE host_id = $1",
-            )
-            .bind(host_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            let missing: Vec<String> = c
-                .digests
-                .iter()
-                .filter(|(name, digest)| {
-                    !c.sections.contains_key(*name) && stored.get(*name) != Some(*digest)
-                })
-                .map(|(name, _)| name.clone())
-                .collect();
-            if !missing.is_empty() {
-                return Ok(CheckInOutcome::Missing(missing));
-            }
-            for name in stored.keys().filter(|n| !c.digests.contains_key(*n)) {
-                sqlx::query("DELETE FROM sections WHERE host_id = $1 AND name = $2")
-                    .bind(host_id)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let changed =
-                !c.sections.is_empty() || stored.keys().any(|n| !c.digests.contains_key(n));
-            for (name, section) in &c.sections {
-                sqlx::query(
-                    "INSERT INTO sections (host_id, name, digest, items, item_count, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (host_id, name) DO UPDATE SET digest = excluded.digest, \
-                     items = excluded.items, item_count = excluded.item_count, updated_at = excluded.updated_at",
-                )
-                .bind(host_id)
-                .bind(name)
-                .bind(section.digest())
-                .bind(json(&section.items))
-                .bind(section.items.len() as i64)
-                .bind(t)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let mut detections = None;
-            if changed {
-                let inv = load_inventory!(tx, host_id, &c.facts.platform);
-                let found = evaluate(&inv);
-                apply_detections!(tx, host_id, t, &found);
-                sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
-                    .bind(catalog_digest)
-                    .bind(host_id)
-                    .execute(&mut *tx)
-                    .await?;
-                detections = Some(found.len());
-            } else {
-                sqlx::query(
-                    "UPDATE detections SET last_seen = $1 WHERE host_id = $2 AND removed_at IS NULL",
-                )
-                .bind(t)
-                    .bind(host_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let f = &c.facts;
-            // A machine re-imaged (or re-enrolled) gets a new agent: at its
-            // first report, or when it takes another host's name, the
-            // older live hosts of that machine are superseded by it.
-            let mut superseded: Vec<String> = Vec::new();
-            // A superseded host that reports again was not re-imaged: it is
-            // another machine of the same name. It is live again, never
-            // refused, and its timeline says so.
-            if let Some(by) = &host.superseded_by {
-                insert_events!(
-                    tx,
-                    &[Event {
-                        related_host: by.clone(),
-                        ..Event::new(host_id, t, "reappeared")
-                    }]
-                );
-            }
-            if host.imported == 0
-                && !f.hostname.is_empty()
-                && (last == 0 || !host.hostname.eq_ignore_ascii_case(&f.hostname))
-            {
-                superseded = sqlx::query_scalar(
-                    "SELECT id FROM hosts WHERE lower(hostname) = lower($1) AND id <> $2 \
-                     AND imported = 0 AND revoked_at IS NULL AND superseded_by IS NULL \
-                     AND enrolled_at <= $3 AND (hardware_id = '' OR $4 = '' OR hardware_id = $4) \
-                     ORDER BY id",
-                )
-                .bind(&f.hostname)
-                .bind(host_id)
-                .bind(host.enrolled_at)
-                .bind(&f.hardware_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                for old in &superseded {
-                    sqlx::query(
-                        "UPDATE hosts SET superseded_by = $1, superseded_at = $2 WHERE id = $3",
-                    )
-                    .bind(host_id)
-                    .bind(t)
-                    .bind(old)
-                    .execute(&mut *tx)
-                    .await?;
-                    let link = |id: &str, kind: &str, other: &str| Event {
-                        related_host: other.to_string(),
-                        ..Event::new(id, t, kind)
-                    };
-                    insert_events!(
-                        tx,
-                        &[
-                            link(old, "superseded", host_id),
-                            link(host_id, "supersedes", old)
-                        ]
-                    );
-                }
-            }
-            sqlx::query(
-                "UPDATE hosts SET hostname = $1, os_name = $2, os_version = $3, kernel = $4, arch = $5, \
-                 ips = $6, agent_version = $7, last_checkin = $8, last_sequence = $9, catalog_version = $10, \
-                 agent_detections = $11, platform = $12, hardware_id = $13, stale_since = NULL, \
-                 superseded_by = NULL, superseded_at = NULL WHERE id = $14",
-            )
-            .bind(&f.hostname)
-            .bind(&f.os_name)
-            .bind(&f.os_version)
-            .bind(&f.kernel)
-            .bind(&f.arch)
-            .bind(json(&f.ips))
-            .bind(&f.agent_version)
-            .bind(t)
-            .bind(c.sequence as i64)
-            .bind(&c.catalog_version)
-            .bind(json(&c.agent_detections))
-            .bind(&f.platform)
-            .bind(&f.hardware_id)
-            .bind(host_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(host_id)
-            .bind(c.sequence as i64)
-            .bind(t)
-            .bind(c.scanned_at)
-            .bind(c.sections.len() as i64)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            let detections = match detections {
-                Some(n) => n,
-                None => self.count_detections(host_id).await?,
-            };
-            Ok(CheckInOutcome::Accepted {
-                detections,
-                superseded,
-                reappeared: host.superseded_by,
-            })
-        })
-    }
-
-    async fn count_detections(&self, host_id: &str) -> Result<usize, StoreError> {
-        on_pool!(self, |pool| {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM detections WHERE host_id = $1 AND removed_at IS NULL",
-            )
-            .bind(host_id)
-            .fetch_one(pool)
-            .await?;
-            Ok(n as usize)
+            Ok(outcome)
         })
     }
 
@@ -1730,4 +1783,5 @@ fn like_pattern(text: &str) -> String {
 }
 
 // After the macros, which it uses.
+mod commit;
 mod outbox;

@@ -149,7 +149,10 @@ async fn all_hosts(store: &Store) -> Vec<muster_collector::store::HostRow> {
 }
 
 async fn checkin(store: &Store, host: &str, c: &CheckIn) -> CheckInOutcome {
-    store.checkin(host, c, "catalog-1", evaluate).await.unwrap()
+    store
+        .checkin(host, std::sync::Arc::new(c.clone()), "catalog-1", evaluate)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -325,7 +328,7 @@ async fn concurrent_writers_lose_and_duplicate_nothing() {
                     };
                     let c = report(seq, &format!("h{n}"), pkgs);
                     store
-                        .checkin(&host, &c, "catalog-1", evaluate)
+                        .checkin(&host, std::sync::Arc::new(c), "catalog-1", evaluate)
                         .await
                         .unwrap()
                 }));
