@@ -354,10 +354,12 @@ macro_rules! insert_host {
     }};
 }
 
-/// The stored inventory of host `$host_id`, read inside transaction `$tx`.
+/// The stored inventory of host `$host_id`, read inside transaction `$tx`;
+/// the sections in `$sent` (just written) are taken from it, not parsed back.
 macro_rules! load_inventory {
-    ($tx:expr, $host_id:expr, $platform:expr) => {{
-        let rows: Vec<(String, String)> =
+    ($tx:expr, $host_id:expr, $platform:expr, $sent:expr) => {{
+        let sent: &BTreeMap<String, Section> = $sent;
+        let rows: Vec<(String, Option<String>)> =
             sqlx::query_as("SELECT name, items FROM sections WHERE host_id = $1")
                 .bind($host_id)
                 .fetch_all(&mut *$tx)
@@ -367,12 +369,13 @@ macro_rules! load_inventory {
             ..Inventory::default()
         };
         for (name, items) in rows {
-            inv.sections.insert(
-                name,
-                Section {
-                    items: parse(&items)?,
+            let section = match sent.get(&name) {
+                Some(s) => s.clone(),
+                None => Section {
+                    items: parse(items.as_deref().unwrap_or("[]"))?,
                 },
-            );
+            };
+            inv.sections.insert(name, section);
         }
         inv
     }};
@@ -611,7 +614,11 @@ macro_rules! checkin_in_tx {
                     )
                     .bind(host_id)
                     .bind(name)
-                    .bind(section.digest())
+                    // Checked against the section when the report was read.
+                    .bind(match c.digests.get(name) {
+                        Some(d) => d.clone(),
+                        None => section.digest(),
+                    })
                     .bind(json(&section.items))
                     .bind(section.items.len() as i64)
                     .bind(t)
@@ -619,7 +626,7 @@ macro_rules! checkin_in_tx {
                     .await?;
                 }
                 let detections = if changed {
-                    let inv = load_inventory!($tx, host_id, &c.facts.platform);
+                    let inv = load_inventory!($tx, host_id, &c.facts.platform, &c.sections);
                     let found = evaluate(&inv);
                     apply_detections!($tx, host_id, t, &found);
                     sqlx::query("UPDATE hosts SET evaluated_with = $1 WHERE id = $2")
@@ -928,7 +935,11 @@ impl Store {
                     // Full: an acknowledged check-in survives even a power cut.
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(30));
+                    .busy_timeout(Duration::from_secs(30))
+                    // 32 MiB of pages per connection (2 MiB by default): a
+                    // fleet's hosts and detections stay in memory instead of
+                    // being read again for every batch of check-ins.
+                    .pragma("cache_size", "-32768");
                 let pool = SqlitePoolOptions::new()
                     .max_connections(8)
                     .connect_with(opts)

@@ -1055,3 +1055,114 @@ async fn a_reimaged_machine_supersedes_its_old_host() {
     })
     .await;
 }
+
+/// Check-ins that arrive together are written in one transaction (group
+/// commit); each still gets the outcome it would get alone: unchanged ones
+/// (applied in bulk) stored, retries known as duplicates, reports without
+/// their base told what is missing, revoked and unknown hosts refused, a
+/// changed one re-evaluated, and nothing of the refused ones stored.
+#[tokio::test]
+async fn a_batch_gives_each_check_in_its_own_outcome() {
+    on_every_backend(|store| async move {
+        let mut hosts = Vec::new();
+        for n in 0..24 {
+            let host = enroll(&store, &format!("b{n}")).await;
+            let pkgs: &[(&str, Presence)] = if n % 3 == 0 {
+                &[("kesl", Presence::Present)]
+            } else {
+                &[("bash", Presence::Present)]
+            };
+            checkin(&store, &host, &report(1, &format!("b{n}"), pkgs)).await;
+            hosts.push(host);
+        }
+        assert!(store.revoke_host(&hosts[23]).await.unwrap());
+        // What each check-in is, and what it should come to.
+        let mut cases: Vec<(String, CheckIn, &str)> = Vec::new();
+        for (n, host) in hosts.iter().enumerate() {
+            let name = format!("b{n}");
+            let pkgs: &[(&str, Presence)] = if n % 3 == 0 {
+                &[("kesl", Presence::Present)]
+            } else {
+                &[("bash", Presence::Present)]
+            };
+            let mut unchanged = report(2, &name, pkgs);
+            unchanged.sections.clear();
+            let (c, expect) = match n % 8 {
+                // A retry of an earlier report.
+                5 => {
+                    let mut c = report(1, &name, pkgs);
+                    c.sections.clear();
+                    (c, "duplicate")
+                }
+                // Digests of an inventory the collector never saw.
+                6 => {
+                    let mut c = report(2, &name, &[("zsh", Presence::Present)]);
+                    c.sections.clear();
+                    (c, "missing")
+                }
+                // KESL removed: a changed section, re-evaluated.
+                7 => (report(2, &name, &[("bash", Presence::Present)]), "changed"),
+                _ => (unchanged, "unchanged"),
+            };
+            let expect = if n == 23 { "revoked" } else { expect };
+            cases.push((host.clone(), c, expect));
+        }
+        let mut stray = report(2, "stray", &[]);
+        stray.sections.clear();
+        cases.push(("no-such-host".into(), stray, "unknown"));
+        let tasks: Vec<_> = cases
+            .iter()
+            .map(|(host, c, _)| {
+                let (store, host, c) = (store.clone(), host.clone(), c.clone());
+                tokio::spawn(async move {
+                    store
+                        .checkin(&host, std::sync::Arc::new(c), "catalog-1", evaluate)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for (task, (host, c, expect)) in tasks.into_iter().zip(&cases) {
+            let out = task.await.unwrap();
+            let kesl = c
+                .facts
+                .hostname
+                .trim_start_matches('b')
+                .parse::<usize>()
+                .ok()
+                .is_some_and(|n| n % 3 == 0);
+            match (*expect, &out) {
+                ("unchanged", CheckInOutcome::Accepted { detections, .. }) => {
+                    assert_eq!(*detections, usize::from(kesl), "{host}: {out:?}");
+                }
+                ("changed", CheckInOutcome::Accepted { detections, .. }) => {
+                    assert_eq!(*detections, 0, "{host}: {out:?}");
+                }
+                ("duplicate", CheckInOutcome::Duplicate)
+                | ("unknown", CheckInOutcome::UnknownHost)
+                | ("revoked", CheckInOutcome::Revoked { .. }) => {}
+                ("missing", CheckInOutcome::Missing(m)) => assert_eq!(m, &["dpkg"]),
+                _ => panic!("{host}: expected {expect}, got {out:?}"),
+            }
+            if host == "no-such-host" {
+                continue;
+            }
+            let (h, sections, _) = store.host(host).await.unwrap().unwrap();
+            let stored = matches!(*expect, "unchanged" | "changed");
+            assert_eq!(
+                h.last_sequence,
+                if stored { 2 } else { 1 },
+                "{host} ({expect})"
+            );
+            if stored {
+                assert_eq!(sections[0].digest, c.digests["dpkg"], "{host}");
+            } else if *expect == "missing" {
+                assert_ne!(
+                    sections[0].digest, c.digests["dpkg"],
+                    "{host}: nothing stored"
+                );
+            }
+        }
+    })
+    .await;
+}

@@ -102,13 +102,200 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// What the batch read of a host before applying anything.
+#[derive(sqlx::FromRow)]
+struct Known {
+    id: String,
+    last_sequence: i64,
+    revoked_at: Option<i64>,
+    superseded_by: Option<String>,
+    hostname: String,
+}
+
+/// How one check-in of a batch is applied.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Its outcome is known from what was read, and it writes nothing.
+    Answer(CheckInOutcome),
+    /// Nothing changed but the time and facts: applied in bulk.
+    Unchanged,
+    /// Applied on its own ([`checkin_in_tx!`]).
+    Alone,
+}
+
+/// Decides each check-in's [`Step`] from its host's row and stored
+/// digests, exactly as [`checkin_in_tx!`] would decide. Whatever might
+/// write more than an unchanged report does (sections sent or dropped, a
+/// first report, a hostname written otherwise, a superseded host reporting
+/// again), and
+/// every report of a host that has two in the batch, goes alone.
+fn plan(jobs: &[Job], known: Vec<Known>, stored: Vec<(String, String, String)>) -> Vec<Step> {
+    let known: HashMap<String, Known> = known.into_iter().map(|k| (k.id.clone(), k)).collect();
+    let mut digests: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    for (host, name, digest) in stored {
+        digests.entry(host).or_default().insert(name, digest);
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for job in jobs {
+        *seen.entry(job.host_id.as_str()).or_default() += 1;
+    }
+    let none = BTreeMap::new();
+    jobs.iter()
+        .map(|job| {
+            let c = &job.checkin;
+            if seen[job.host_id.as_str()] > 1 || !c.sections.is_empty() {
+                return Step::Alone;
+            }
+            let Some(host) = known.get(&job.host_id) else {
+                return Step::Answer(CheckInOutcome::UnknownHost);
+            };
+            if let Some(at) = host.revoked_at {
+                return Step::Answer(CheckInOutcome::Revoked { at });
+            }
+            if c.sequence <= host.last_sequence as u64 {
+                return Step::Answer(CheckInOutcome::Duplicate);
+            }
+            let stored = digests.get(&job.host_id).unwrap_or(&none);
+            let missing: Vec<String> = c
+                .digests
+                .iter()
+                .filter(|(name, digest)| stored.get(*name) != Some(*digest))
+                .map(|(name, _)| name.clone())
+                .collect();
+            if !missing.is_empty() {
+                return Step::Answer(CheckInOutcome::Missing(missing));
+            }
+            let same_host = host.last_sequence != 0
+                && host.superseded_by.is_none()
+                && host.hostname == c.facts.hostname;
+            if same_host && stored.len() == c.digests.len() {
+                Step::Unchanged
+            } else {
+                Step::Alone
+            }
+        })
+        .collect()
+}
+
+/// Applies the unchanged check-ins `$fast` (indexes into `$jobs`) at time
+/// `$t` inside `$tx`, in four statements whatever their number: detections
+/// seen again, the hosts' facts and progress, the check-in history. The
+/// present detections of each host, counted.
+macro_rules! unchanged_in_bulk {
+    ($store:expr, $tx:expr, $jobs:expr, $fast:expr, $t:expr) => {{
+        let (jobs, fast, t): (&[Job], &[usize], i64) = ($jobs, $fast, $t);
+        let ids = json(&fast.iter().map(|&i| jobs[i].host_id.as_str()).collect::<Vec<_>>());
+        let rows: Vec<serde_json::Value> = fast
+            .iter()
+            .map(|&i| {
+                let (c, f) = (&jobs[i].checkin, &jobs[i].checkin.facts);
+                serde_json::json!({
+                    "id": jobs[i].host_id,
+                    "hostname": f.hostname,
+                    "os_name": f.os_name,
+                    "os_version": f.os_version,
+                    "kernel": f.kernel,
+                    "arch": f.arch,
+                    "ips": json(&f.ips),
+                    "agent_version": f.agent_version,
+                    "sequence": c.sequence as i64,
+                    "catalog_version": c.catalog_version,
+                    "agent_detections": json(&c.agent_detections),
+                    "platform": f.platform,
+                    "hardware_id": f.hardware_id,
+                    "scanned_at": c.scanned_at,
+                })
+            })
+            .collect();
+        let rows = json(&rows);
+        let counts: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>($store.locked(
+            "SELECT host_id, COUNT(*) FROM detections WHERE removed_at IS NULL \
+             AND host_id IN (SELECT value FROM json_each($1)) GROUP BY host_id",
+            "SELECT host_id, COUNT(*) FROM detections WHERE removed_at IS NULL \
+             AND host_id IN (SELECT json_array_elements_text($1::json)) GROUP BY host_id",
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *$tx)
+        .await?
+        .into_iter()
+        .collect();
+        sqlx::query($store.locked(
+            "UPDATE detections SET last_seen = $1 WHERE removed_at IS NULL \
+             AND host_id IN (SELECT value FROM json_each($2))",
+            "UPDATE detections SET last_seen = $1 WHERE removed_at IS NULL \
+             AND host_id IN (SELECT json_array_elements_text($2::json))",
+        ))
+        .bind(t)
+        .bind(&ids)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query($store.locked(
+            concat!(
+                "UPDATE hosts SET ",
+                unchanged_set!(),
+                " FROM (SELECT value ->> 'id' AS id, value ->> 'hostname' AS hostname, \
+                 value ->> 'os_name' AS os_name, value ->> 'os_version' AS os_version, \
+                 value ->> 'kernel' AS kernel, value ->> 'arch' AS arch, value ->> 'ips' AS ips, \
+                 value ->> 'agent_version' AS agent_version, value ->> 'sequence' AS sequence, \
+                 value ->> 'catalog_version' AS catalog_version, \
+                 value ->> 'agent_detections' AS agent_detections, value ->> 'platform' AS platform, \
+                 value ->> 'hardware_id' AS hardware_id FROM json_each($1)) AS v WHERE hosts.id = v.id"
+            ),
+            concat!(
+                "UPDATE hosts SET ",
+                unchanged_set!(),
+                " FROM json_to_recordset($1::json) AS v(id text, hostname text, os_name text, \
+                 os_version text, kernel text, arch text, ips text, agent_version text, sequence bigint, \
+                 catalog_version text, agent_detections text, platform text, hardware_id text) \
+                 WHERE hosts.id = v.id"
+            ),
+        ))
+        .bind(&rows)
+        .bind(t)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query($store.locked(
+            "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) \
+             SELECT value ->> 'id', value ->> 'sequence', $2, value ->> 'scanned_at', 0 FROM json_each($1)",
+            "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) \
+             SELECT v.id, v.sequence, $2, v.scanned_at, 0 \
+             FROM json_to_recordset($1::json) AS v(id text, sequence bigint, scanned_at bigint)",
+        ))
+        .bind(&rows)
+        .bind(t)
+        .execute(&mut *$tx)
+        .await?;
+        counts
+    }};
+}
+
+/// The columns an unchanged check-in sets, from `v` (its report) and `$2`
+/// (the time): what [`checkin_in_tx!`] sets but the hostname, which is the
+/// same (so its indexes are left alone).
+macro_rules! unchanged_set {
+    () => {
+        "os_name = v.os_name, os_version = v.os_version, kernel = v.kernel, \
+         arch = v.arch, ips = v.ips, agent_version = v.agent_version, last_checkin = $2, \
+         last_sequence = v.sequence, catalog_version = v.catalog_version, \
+         agent_detections = v.agent_detections, platform = v.platform, hardware_id = v.hardware_id, \
+         stale_since = NULL, superseded_by = NULL, superseded_at = NULL"
+    };
+}
+
 impl Store {
     /// Applies `jobs` in one transaction and answers each. When PostgreSQL
     /// breaks the batch off (a deadlock with another writer, over hosts
     /// that superseded each other), every check-in is applied again alone.
     async fn commit_batch(&self, jobs: Vec<Job>) {
         let t = now();
-        match self.try_batch(&jobs, t).await {
+        let started = std::time::Instant::now();
+        let result = self.try_batch(&jobs, t).await;
+        tracing::debug!(
+            check_ins = jobs.len(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "group commit"
+        );
+        match result {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(outcome);
@@ -131,17 +318,62 @@ impl Store {
         }
     }
 
-    /// The batch in one transaction, each check-in in a savepoint: a
-    /// check-in that fails leaves nothing, and the others stand.
+    /// The batch in one transaction. Unchanged check-ins, the bulk of any
+    /// fleet's, are applied together in a few statements
+    /// ([`Store::unchanged_in_bulk`]); the others one by one, each in a
+    /// savepoint: a check-in that fails leaves nothing, and the others
+    /// stand.
     async fn try_batch(
         &self,
         jobs: &[Job],
         t: i64,
     ) -> Result<Vec<Result<CheckInOutcome, StoreError>>, StoreError> {
         on_pool!(self, |pool| {
-            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut outcomes: Vec<Option<Result<CheckInOutcome, StoreError>>> =
+                (0..jobs.len()).map(|_| None).collect();
             let mut tx = pool.begin_with(self.begin_sql()).await?;
-            for job in jobs {
+            let ids = json(&jobs.iter().map(|j| j.host_id.as_str()).collect::<Vec<_>>());
+            let known: Vec<Known> = sqlx::query_as(self.locked(
+                "SELECT id, last_sequence, revoked_at, superseded_by, hostname FROM hosts \
+                 WHERE id IN (SELECT value FROM json_each($1))",
+                "SELECT id, last_sequence, revoked_at, superseded_by, hostname FROM hosts \
+                 WHERE id IN (SELECT json_array_elements_text($1::json)) ORDER BY id FOR UPDATE",
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let stored: Vec<(String, String, String)> = sqlx::query_as(self.locked(
+                "SELECT host_id, name, digest FROM sections \
+                 WHERE host_id IN (SELECT value FROM json_each($1))",
+                "SELECT host_id, name, digest FROM sections \
+                 WHERE host_id IN (SELECT json_array_elements_text($1::json))",
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            let plan = plan(jobs, known, stored);
+            let mut fast = Vec::new();
+            for (i, step) in plan.into_iter().enumerate() {
+                match step {
+                    Step::Answer(outcome) => outcomes[i] = Some(Ok(outcome)),
+                    Step::Unchanged => fast.push(i),
+                    Step::Alone => {}
+                }
+            }
+            if !fast.is_empty() {
+                let counts = unchanged_in_bulk!(self, tx, jobs, &fast, t);
+                for i in fast {
+                    outcomes[i] = Some(Ok(CheckInOutcome::Accepted {
+                        detections: counts.get(&jobs[i].host_id).copied().unwrap_or(0) as usize,
+                        superseded: Vec::new(),
+                        reappeared: None,
+                    }));
+                }
+            }
+            for (i, job) in jobs.iter().enumerate() {
+                if outcomes[i].is_some() {
+                    continue;
+                }
                 let mut point = sqlx::Acquire::begin(&mut *tx).await?;
                 let outcome = checkin_in_tx!(
                     self,
@@ -159,10 +391,13 @@ impl Store {
                     // Nothing to keep; a failure's partial writes go.
                     _ => point.rollback().await?,
                 }
-                outcomes.push(outcome);
+                outcomes[i] = Some(outcome);
             }
             tx.commit().await?;
-            Ok(outcomes)
+            Ok(outcomes
+                .into_iter()
+                .map(|o| o.expect("every check-in has an outcome"))
+                .collect())
         })
     }
 

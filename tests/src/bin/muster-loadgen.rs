@@ -21,7 +21,7 @@ use muster_proto::channel::{build_client_config, connect_with};
 use muster_proto::v1::{self, agent_client::AgentClient, enrollment_client::EnrollmentClient};
 use muster_proto::{facts_to_wire, section_to_wire};
 use muster_tests::fleetgen::{self, Rng, package_names};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -230,7 +230,12 @@ fn inventory(i: usize, variant: u64, names: &[String]) -> (HostFacts, BTreeMap<S
         ("systemd", services),
         ("processes", processes),
     ]);
-    let facts = HostFacts {
+    (facts(i), sections)
+}
+
+/// The facts of simulated agent `i`.
+fn facts(i: usize) -> HostFacts {
+    HostFacts {
         hostname: format!("loadgen-{i:06}"),
         os_name: "Debian GNU/Linux".into(),
         os_version: "12".into(),
@@ -245,8 +250,95 @@ fn inventory(i: usize, variant: u64, names: &[String]) -> (HostFacts, BTreeMap<S
         agent_version: env!("CARGO_PKG_VERSION").into(),
         platform: "linux".into(),
         hardware_id: format!("10ad0000-0000-4000-8000-{i:012x}"),
-    };
-    (facts, sections)
+    }
+}
+
+/// Every agent's section digests of its first inventory (variant 0), as
+/// kept in `digests.jsonl`: made once, before any run's clock starts, as a
+/// running agent keeps them in memory.
+fn first_digests(
+    dir: &Path,
+    identities: &[Identity],
+    names: &[String],
+) -> Result<HashMap<usize, Vec<v1::SectionDigest>>> {
+    let path = dir.join("digests.jsonl");
+    let mut known: HashMap<usize, Vec<v1::SectionDigest>> = HashMap::new();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        for line in text.lines() {
+            if let Ok((i, d)) = serde_json::from_str::<(usize, Vec<(String, String)>)>(line) {
+                let d = d
+                    .into_iter()
+                    .map(|(name, digest)| v1::SectionDigest { name, digest })
+                    .collect();
+                known.insert(i, d);
+            }
+        }
+    }
+    let todo: Vec<usize> = identities
+        .iter()
+        .map(|id| id.index)
+        .filter(|i| !known.contains_key(i))
+        .collect();
+    if todo.is_empty() {
+        return Ok(known);
+    }
+    eprintln!(
+        "making the inventories of {} agents, once (kept in {})",
+        todo.len(),
+        path.display()
+    );
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let done = AtomicU64::new(0);
+    let total = todo.len();
+    let made: Vec<(usize, Vec<(String, String)>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = todo
+            .chunks(todo.len().div_ceil(threads))
+            .map(|chunk| {
+                let done = &done;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&i| {
+                            let (_, sections) = inventory(i, 0, names);
+                            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n % 10_000 == 0 {
+                                eprintln!("  {n} of {total}");
+                            }
+                            let d = sections
+                                .iter()
+                                .map(|(name, s)| (name.clone(), s.digest()))
+                                .collect();
+                            (i, d)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("digest thread"))
+            .collect()
+    });
+    let mut text = String::new();
+    for (i, d) in &made {
+        text.push_str(&serde_json::to_string(&(i, d))?);
+        text.push('\n');
+    }
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    for (i, d) in made {
+        let d = d
+            .into_iter()
+            .map(|(name, digest)| v1::SectionDigest { name, digest })
+            .collect();
+        known.insert(i, d);
+    }
+    Ok(known)
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
@@ -305,6 +397,7 @@ async fn enroll(
                 .token
         }
     };
+    start_sequences();
     let config = Arc::new(build_client_config(&ca, None).map_err(anyhow::Error::msg)?);
     let out = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
@@ -312,20 +405,28 @@ async fn enroll(
             .append(true)
             .open(agents_file(&dir))?,
     ));
+    let kept = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("digests.jsonl"))?,
+    ));
     let names = Arc::new(package_names());
     let next = Arc::new(AtomicUsize::new(start));
     let done = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (collector, config, out, names, next, done, token) = (
+        let (collector, config, out, kept, names, next, done, token, ca) = (
             collector.clone(),
             config.clone(),
             out.clone(),
+            kept.clone(),
             names.clone(),
             next.clone(),
             done.clone(),
             token.clone(),
+            ca.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let channel = connect_with(&collector, config, None).await?;
@@ -351,16 +452,40 @@ async fn enroll(
                         anyhow::anyhow!("enrollment of agent {i} refused: {}", s.message())
                     })?
                     .into_inner();
-                let line = serde_json::to_string(&Identity {
+                let identity = Identity {
                     index: i,
                     id: resp.agent_id,
                     cert_pem: resp.certificate_pem,
                     key_pem: key.serialize_pem(),
-                })?;
+                };
+                // As an agent does once enrolled: its whole inventory, on
+                // a connection of its own.
+                let mut sim = Sim {
+                    identity: identity.clone(),
+                    config: None,
+                    channel: None,
+                    digests: None,
+                    facts: facts_to_wire(&facts),
+                    variant: 0,
+                };
+                check_in(&mut sim, &collector, &ca, Mode::Full, None, 2, &names)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the first report of agent {i} failed: {e}"))?;
+                let digests: Vec<(&str, &str)> = sim
+                    .digests
+                    .iter()
+                    .flat_map(|(_, d)| d.iter().map(|d| (d.name.as_str(), d.digest.as_str())))
+                    .collect();
+                let digests = serde_json::to_string(&(i, digests))?;
+                writeln!(kept.lock().unwrap_or_else(|e| e.into_inner()), "{digests}")?;
+                let line = serde_json::to_string(&identity)?;
                 writeln!(out.lock().unwrap_or_else(|e| e.into_inner()), "{line}")?;
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % 1000 == 0 {
-                    eprintln!("  {n} agents enrolled ({:.0} s)", t.elapsed().as_secs_f64());
+                    eprintln!(
+                        "  {n} agents enrolled and reported ({:.0} s)",
+                        t.elapsed().as_secs_f64()
+                    );
                 }
             }
         }));
@@ -374,7 +499,7 @@ async fn enroll(
     out.lock().unwrap_or_else(|e| e.into_inner()).sync_all()?;
     let n = done.load(Ordering::Relaxed);
     println!(
-        "{n} agents enrolled in {:.1} s ({:.0}/s); {} holds {}",
+        "{n} agents enrolled, each with its first report, in {:.1} s ({:.0}/s); {} holds {}",
         t.elapsed().as_secs_f64(),
         n as f64 / t.elapsed().as_secs_f64().max(1e-9),
         dir.display(),
@@ -410,6 +535,15 @@ struct Tally {
 /// Sequence numbers that only grow, across runs: milliseconds since the
 /// epoch times 1 000, then one by one.
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Starts this process's sequence numbers from the clock.
+fn start_sequences() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    SEQUENCE.store(now_ms * 1000, Ordering::Relaxed);
+}
 
 fn next_sequence() -> u64 {
     SEQUENCE.fetch_add(1, Ordering::Relaxed)
@@ -583,27 +717,26 @@ async fn run(a: RunArgs) -> Result<()> {
         "--changed and --full are fractions whose sum is at most 1"
     );
     anyhow::ensure!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as u64;
-    SEQUENCE.store(now_ms * 1000, Ordering::Relaxed);
+    start_sequences();
     let loopback = collector.contains("://localhost:") || collector.contains("://127.");
     let n_agents = identities.len();
     let workers = concurrency.clamp(1, n_agents);
     // Agent k belongs to worker k % workers: one check-in per agent at a
     // time, so its sequence numbers arrive in order.
+    let names = Arc::new(package_names());
+    let mut digests = first_digests(&dir, &identities, &names)?;
     let mut shards: Vec<Vec<Sim>> = (0..workers).map(|_| Vec::new()).collect();
     for (k, identity) in identities.into_iter().enumerate() {
+        let i = identity.index;
         shards[k % workers].push(Sim {
             identity,
             config: None,
             channel: None,
-            digests: None,
-            facts: v1::HostFacts::default(),
+            digests: digests.remove(&i).map(|d| (0, d)),
+            facts: facts_to_wire(&facts(i)),
             variant: 0,
         });
     }
-    let names = Arc::new(package_names());
     let tally = Arc::new(Mutex::new(Tally::default()));
     let pace = Arc::new(Mutex::new(Instant::now()));
     let start = Instant::now();
