@@ -301,7 +301,7 @@ fn first_digests(
                         .map(|&i| {
                             let (_, sections) = inventory(i, 0, names);
                             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n % 10_000 == 0 {
+                            if n.is_multiple_of(10_000) {
                                 eprintln!("  {n} of {total}");
                             }
                             let d = sections
