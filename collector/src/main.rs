@@ -65,6 +65,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Manage operator tokens: the bearer tokens of the HTTP API
+    OperatorToken {
+        #[command(subcommand)]
+        cmd: OperatorTokenCmd,
+    },
     /// Check the config file
     Config {
         #[command(subcommand)]
@@ -131,6 +136,51 @@ enum TokenCmd {
         /// How long it is valid (s, m, h, d)
         #[arg(long, default_value = "24h")]
         expires: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorTokenCmd {
+    /// Make an operator token, printed alone on the last line of standard
+    /// output (only its hash is kept: it cannot be shown again)
+    #[command(
+        after_help = "Example:\n  TOKEN=$(muster-collector operator-token create --data-dir /var/lib/muster --name console --expires 12h | tail -1)\n  curl --cacert /var/lib/muster/ca.pem -H \"Authorization: Bearer $TOKEN\" https://localhost:8444/api/v1/summary"
+    )]
+    Create {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Who or what uses it (letters, digits, . _ - @); every API request
+        /// is logged with it. One token per name until it is revoked
+        #[arg(long)]
+        name: String,
+        /// How long it is valid (s, m, h, d), or `never`
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// Revoke an operator token, by name or id: it is refused from the next request on
+    #[command(
+        after_help = "Example:\n  muster-collector operator-token revoke --data-dir /var/lib/muster console\n  muster-collector operator-token revoke --data-dir /var/lib/muster 7"
+    )]
+    Revoke {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The token's name (from `operator-token list`), or its id
+        #[arg(value_name = "NAME-or-ID")]
+        which: String,
+    },
+    /// List operator tokens (never the tokens themselves)
+    #[command(
+        after_help = "Example:\n  muster-collector operator-token list --data-dir /var/lib/muster\n  muster-collector operator-token list --data-dir /var/lib/muster --format json"
+    )]
+    List {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// table or json
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
     },
 }
 
@@ -206,6 +256,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{token}");
             Ok(())
         }
+        Cmd::OperatorToken { cmd } => operator_token(cmd).await,
         Cmd::Ca { cmd } => ca(cmd).await,
         Cmd::Config {
             cmd: ConfigCmd::Check { data_dir },
@@ -235,6 +286,139 @@ async fn run(cli: Cli) -> Result<()> {
                 cfg.listen,
                 cfg.checkin_interval
             );
+            Ok(())
+        }
+    }
+}
+
+async fn operator_token(cmd: OperatorTokenCmd) -> Result<()> {
+    use muster_collector::store::{TokenCreated, TokenRevoked, check_operator_name};
+    let rfc = |t: Option<i64>| t.map(muster_collector::rfc3339);
+    match cmd {
+        OperatorTokenCmd::Create {
+            data_dir,
+            name,
+            expires,
+        } => {
+            check_operator_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let ttl = match expires.trim() {
+                "never" => None,
+                e => Some(parse_duration(e).map_err(|e| anyhow::anyhow!("--expires: {e}"))?),
+            };
+            anyhow::ensure!(
+                ttl.is_none_or(|d| d.as_secs() >= 60),
+                "--expires: a token must live at least 1m"
+            );
+            let dir = DataDir::new(data_dir);
+            let config = load_config(&dir)?;
+            let store = open_store(&dir, &config).await?;
+            let token = muster_collector::service::new_operator_token();
+            let expires_at = ttl.map(|d| now().saturating_add(d.as_secs() as i64));
+            let created = store
+                .create_operator_token(&name, &token_hash(&token), expires_at)
+                .await;
+            store.close().await;
+            match created? {
+                TokenCreated::Created(t) => {
+                    let until = match rfc(t.expires_at) {
+                        Some(w) => format!("valid until {w}"),
+                        None => "never expires".to_string(),
+                    };
+                    println!(
+                        "operator token {} (id {}), {until}; revoke it with: muster-collector operator-token revoke --data-dir {} {}",
+                        t.name,
+                        t.id,
+                        dir.root.display(),
+                        t.name
+                    );
+                    println!("{token}");
+                    Ok(())
+                }
+                TokenCreated::NameTaken { id } => bail!(
+                    "an operator token named {name:?} exists already (id {id}); revoke it first \
+                     (muster-collector operator-token revoke {name}) or choose another --name"
+                ),
+            }
+        }
+        OperatorTokenCmd::Revoke { data_dir, which } => {
+            let dir = DataDir::new(data_dir);
+            let config = load_config(&dir)?;
+            let store = open_store(&dir, &config).await?;
+            let done = store.revoke_operator_token(&which).await;
+            store.close().await;
+            match done? {
+                TokenRevoked::Revoked(t) => {
+                    println!(
+                        "operator token {} (id {}) revoked: it is refused from the next request on",
+                        t.name, t.id
+                    );
+                    Ok(())
+                }
+                TokenRevoked::Already(t) => {
+                    println!(
+                        "operator token {} (id {}) was already revoked at {}",
+                        t.name,
+                        t.id,
+                        rfc(t.revoked_at).unwrap_or_default()
+                    );
+                    Ok(())
+                }
+                TokenRevoked::NotFound => bail!(
+                    "no operator token named {which:?} (or with that id); see muster-collector operator-token list"
+                ),
+            }
+        }
+        OperatorTokenCmd::List { data_dir, format } => {
+            let dir = DataDir::new(data_dir);
+            let config = load_config(&dir)?;
+            let store = open_store(&dir, &config).await?;
+            let tokens = store.operator_tokens().await;
+            store.close().await;
+            let tokens = tokens?;
+            let t = now();
+            let state = |k: &muster_collector::store::OperatorToken| {
+                if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|e| e <= t) {
+                    "expired"
+                } else {
+                    "active"
+                }
+            };
+            if format == "json" {
+                let v: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "id": k.id, "name": k.name, "state": state(k),
+                            "created_at": rfc(Some(k.created_at)), "expires_at": rfc(k.expires_at),
+                            "revoked_at": rfc(k.revoked_at), "last_used_at": rfc(k.last_used_at),
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "tokens": v }))?
+                );
+                return Ok(());
+            }
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            table.set_header(["id", "name", "state", "created", "expires", "last used"]);
+            for k in &tokens {
+                table.add_row([
+                    k.id.to_string(),
+                    k.name.clone(),
+                    match (state(k), rfc(k.revoked_at)) {
+                        ("revoked", Some(at)) => format!("revoked {at}"),
+                        (s, _) => s.to_string(),
+                    },
+                    rfc(Some(k.created_at)).unwrap_or_default(),
+                    rfc(k.expires_at).unwrap_or_else(|| "never".into()),
+                    rfc(k.last_used_at).unwrap_or_else(|| "never".into()),
+                ]);
+            }
+            println!("{table}\n{} operator token(s)", tokens.len());
             Ok(())
         }
     }

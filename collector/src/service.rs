@@ -35,7 +35,14 @@ pub fn new_token() -> String {
     hex::encode(rand::random::<[u8; 24]>())
 }
 
-/// The hash under which a token is stored.
+/// A new operator token (the HTTP API's bearer token): `musterop_` and 32
+/// random bytes in hex. The prefix tells it apart from an enrollment token
+/// (and lets secret scanners find one pasted where it should not be).
+pub fn new_operator_token() -> String {
+    format!("musterop_{}", hex::encode(rand::random::<[u8; 32]>()))
+}
+
+/// The hash under which a token (enrollment or operator) is stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }

@@ -13,6 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use operator::{
+    LAST_USED_RESOLUTION, OperatorAuth, OperatorToken, TokenCreated, TokenRevoked,
+    check_operator_name,
+};
 pub use outbox::{Cursor, ExporterStatus, OtherCa, OutboxEvent, RenewError};
 
 /// A storage failure.
@@ -1793,6 +1797,7 @@ fn like_pattern(text: &str) -> String {
     out
 }
 
-// After the macros, which it uses.
+// After the macros, which they use.
 mod commit;
+mod operator;
 mod outbox;

@@ -1166,3 +1166,129 @@ async fn a_batch_gives_each_check_in_its_own_outcome() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn operator_tokens_are_found_by_hash_expire_and_are_revoked_by_name_or_id() {
+    use muster_collector::store::{OperatorAuth, TokenCreated, TokenRevoked};
+    on_every_backend(|store| async move {
+        let t = now();
+        let TokenCreated::Created(console) = store
+            .create_operator_token("console", "hash-1", None)
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_eq!(
+            (
+                console.name.as_str(),
+                console.expires_at,
+                console.revoked_at
+            ),
+            ("console", None, None)
+        );
+        // One token per name until it is revoked.
+        assert_eq!(
+            store
+                .create_operator_token("console", "hash-2", None)
+                .await
+                .unwrap(),
+            TokenCreated::NameTaken { id: console.id }
+        );
+        let TokenCreated::Created(short) = store
+            .create_operator_token("ci", "hash-3", Some(t + 100))
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+
+        assert_eq!(
+            store.operator_auth("hash-1", t).await.unwrap(),
+            OperatorAuth::Valid(console.clone())
+        );
+        assert_eq!(
+            store.operator_auth("nope", t).await.unwrap(),
+            OperatorAuth::Unknown
+        );
+        assert!(matches!(
+            store.operator_auth("hash-3", t + 99).await.unwrap(),
+            OperatorAuth::Valid(_)
+        ));
+        assert!(matches!(
+            store.operator_auth("hash-3", t + 100).await.unwrap(),
+            OperatorAuth::Expired(k) if k.id == short.id
+        ));
+
+        // Use is recorded at most once a minute.
+        store.operator_token_used(console.id, t).await.unwrap();
+        store.operator_token_used(console.id, t + 30).await.unwrap();
+        let used = |tokens: Vec<muster_collector::store::OperatorToken>| {
+            tokens
+                .iter()
+                .find(|k| k.id == console.id)
+                .unwrap()
+                .last_used_at
+        };
+        assert_eq!(used(store.operator_tokens().await.unwrap()), Some(t));
+        store.operator_token_used(console.id, t + 61).await.unwrap();
+        assert_eq!(used(store.operator_tokens().await.unwrap()), Some(t + 61));
+
+        // By name, then the name is free again; by id; twice is told.
+        let TokenRevoked::Revoked(r) = store.revoke_operator_token("console").await.unwrap() else {
+            panic!("not revoked")
+        };
+        assert_eq!(r.id, console.id);
+        assert!(r.revoked_at.is_some());
+        assert!(matches!(
+            store.operator_auth("hash-1", t).await.unwrap(),
+            OperatorAuth::Revoked(k) if k.id == console.id
+        ));
+        assert!(matches!(
+            store.revoke_operator_token("console").await.unwrap(),
+            TokenRevoked::NotFound
+        ));
+        assert!(matches!(
+            store
+                .revoke_operator_token(&console.id.to_string())
+                .await
+                .unwrap(),
+            TokenRevoked::Already(_)
+        ));
+        let TokenCreated::Created(again) = store
+            .create_operator_token("console", "hash-4", None)
+            .await
+            .unwrap()
+        else {
+            panic!("the name of a revoked token is free")
+        };
+        assert!(matches!(
+            store
+                .revoke_operator_token(&short.id.to_string())
+                .await
+                .unwrap(),
+            TokenRevoked::Revoked(k) if k.name == "ci"
+        ));
+        assert!(matches!(
+            store.revoke_operator_token("9999").await.unwrap(),
+            TokenRevoked::NotFound
+        ));
+        let names: Vec<(String, bool)> = store
+            .operator_tokens()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.name, k.revoked_at.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("console".to_string(), true),
+                ("ci".to_string(), true),
+                ("console".to_string(), false)
+            ]
+        );
+        assert!(again.id > short.id);
+    })
+    .await;
+}
