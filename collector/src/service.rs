@@ -320,20 +320,47 @@ pub struct OperatorService(pub Arc<State>);
 /// Hosts read from the store at a time when listing.
 const HOSTS_PAGE: u32 = 500;
 
+/// A request field whose value is refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadField {
+    /// The field (the HTTP API's query parameter of the same name).
+    pub field: &'static str,
+    /// What is wrong, for the caller.
+    pub message: String,
+}
+
+impl From<BadField> for Status {
+    fn from(b: BadField) -> Status {
+        Status::invalid_argument(b.message)
+    }
+}
+
+/// Whether a host passes `policy` (a `violates` listing keeps those that
+/// do not).
+fn passes(policy: &muster_catalog::Policy, h: &HostRow) -> bool {
+    let platform = muster_catalog::Platform::parse(&h.facts.platform);
+    let found: Vec<_> = h.detections.iter().map(|d| d.detection.clone()).collect();
+    policy.verdict(&found, platform).verdict == "pass"
+}
+
 impl OperatorService {
     /// The store filter and the policy (for `violates`) a listing asks for;
-    /// names that match nothing in the catalog are the caller's error.
-    fn host_filter(
+    /// names that match nothing in the catalog are the caller's error,
+    /// which names the field at fault.
+    pub(crate) fn host_filter(
         &self,
         r: &v1::ListHostsRequest,
-    ) -> Result<(HostFilter, Option<muster_catalog::Policy>), Status> {
+    ) -> Result<(HostFilter, Option<muster_catalog::Policy>), BadField> {
         let catalog = &self.0.catalog;
-        let bad = |m: String| Status::invalid_argument(m);
+        let bad = |field: &'static str, message: String| BadField { field, message };
         if !r.product.is_empty() && catalog.product(&r.product).is_none() {
-            return Err(bad(format!(
-                "no product {:?} in the catalog (see muster catalog list)",
-                r.product
-            )));
+            return Err(bad(
+                "product",
+                format!(
+                    "no product {:?} in the catalog (see muster catalog list)",
+                    r.product
+                ),
+            ));
         }
         if !r.vendor.is_empty()
             && !catalog
@@ -341,31 +368,40 @@ impl OperatorService {
                 .iter()
                 .any(|v| v.eq_ignore_ascii_case(&r.vendor))
         {
-            return Err(bad(format!(
-                "no vendor {:?} in the catalog (see muster catalog list)",
-                r.vendor
-            )));
+            return Err(bad(
+                "vendor",
+                format!(
+                    "no vendor {:?} in the catalog (see muster catalog list)",
+                    r.vendor
+                ),
+            ));
         }
         if !r.category.is_empty() && muster_catalog::Category::parse(&r.category).is_none() {
-            return Err(bad(format!(
-                "no category {:?} (antivirus, edr, hids, firewall, vulnerability-agent, dlp, vpn, password-manager, parental-control, other)",
-                r.category
-            )));
+            return Err(bad(
+                "category",
+                format!(
+                    "no category {:?} (antivirus, edr, hids, firewall, vulnerability-agent, dlp, vpn, password-manager, parental-control, other)",
+                    r.category
+                ),
+            ));
         }
         if !r.state.is_empty() && !["running", "installed", "remnant"].contains(&r.state.as_str()) {
-            return Err(bad(format!(
-                "no state {:?} (running, installed or remnant)",
-                r.state
-            )));
+            return Err(bad(
+                "state",
+                format!("no state {:?} (running, installed or remnant)", r.state),
+            ));
         }
         let policy = if r.violates.is_empty() {
             None
         } else {
             Some(catalog.policy(&r.violates).cloned().ok_or_else(|| {
-                bad(format!(
-                    "no policy {:?} in the catalog (see muster catalog list)",
-                    r.violates
-                ))
+                bad(
+                    "violates",
+                    format!(
+                        "no policy {:?} in the catalog (see muster catalog list)",
+                        r.violates
+                    ),
+                )
             })?)
         };
         let by_product = !(r.product.is_empty()
@@ -398,7 +434,7 @@ impl OperatorService {
 
     /// A campaign from a start request, its dates checked: missing dates
     /// come from the policy, else today and 30 and 90 days later.
-    fn new_campaign(
+    pub(crate) fn new_campaign(
         &self,
         r: &v1::StartCampaignRequest,
     ) -> Result<crate::campaign::Campaign, Status> {
@@ -455,7 +491,7 @@ impl OperatorService {
     }
 
     /// Coverage of the asset list by the hosts that report.
-    async fn coverage(&self) -> Result<crate::assets::Coverage, StoreError> {
+    pub(crate) async fn coverage(&self) -> Result<crate::assets::Coverage, StoreError> {
         let hosts = self.0.store.host_list().await?;
         let assets = self.0.store.assets().await?;
         Ok(self.coverage_of(&assets, &hosts))
@@ -482,7 +518,7 @@ impl OperatorService {
 
     /// Where a campaign stands: its policy's banned products' episodes on
     /// every host, the hosts, and the assets without an agent.
-    async fn campaign_status(
+    pub(crate) async fn campaign_status(
         &self,
         c: &crate::campaign::Campaign,
     ) -> Result<crate::campaign::CampaignStatus, StoreError> {
@@ -537,7 +573,137 @@ impl OperatorService {
         self.0.stale_before()
     }
 
-    fn summary_of(&self, h: &HostRow) -> v1::HostSummary {
+    /// Up to `limit` hosts that `filter` selects and (with `policy`) that
+    /// fail the policy, after the host `after` (hostname, id); and, when
+    /// more follow, the position to continue from. A `violates` listing
+    /// reads pages until it has found `limit` hosts or none are left.
+    pub async fn hosts_matching(
+        &self,
+        filter: &HostFilter,
+        policy: Option<&muster_catalog::Policy>,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<(Vec<v1::HostSummary>, Option<(String, String)>), StoreError> {
+        let mut found: Vec<HostRow> = Vec::new();
+        let mut after = after;
+        // One more than asked: whether it exists says whether more follow.
+        let want = limit + 1;
+        loop {
+            let read = if policy.is_some() {
+                HOSTS_PAGE
+            } else {
+                (want - found.len()) as u32
+            };
+            let page = self
+                .0
+                .store
+                .hosts_page(
+                    filter,
+                    after.as_ref().map(|(n, i)| (n.as_str(), i.as_str())),
+                    read,
+                )
+                .await?;
+            let full = page.len() == read as usize;
+            after = page
+                .last()
+                .map(|h| (h.facts.hostname.clone(), h.id.clone()));
+            for h in page {
+                if policy.is_some_and(|p| passes(p, &h)) {
+                    continue;
+                }
+                found.push(h);
+                if found.len() == want {
+                    break;
+                }
+            }
+            if found.len() == want || !full {
+                break;
+            }
+        }
+        let next = if found.len() > limit {
+            found.truncate(limit);
+            found
+                .last()
+                .map(|h| (h.facts.hostname.clone(), h.id.clone()))
+        } else {
+            None
+        };
+        Ok((found.iter().map(|h| self.summary_of(h)).collect(), next))
+    }
+
+    /// The campaign of that name: a started one, or a policy of the
+    /// catalog with a removal date (a campaign without starting it).
+    pub(crate) async fn find_campaign(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::campaign::Campaign>, StoreError> {
+        if let Some(c) = self.0.store.campaign(name).await? {
+            return Ok(Some(c));
+        }
+        Ok(self
+            .new_campaign(&v1::StartCampaignRequest {
+                name: name.to_string(),
+                policy: name.to_string(),
+                ..Default::default()
+            })
+            .ok()
+            .filter(|_| {
+                self.0
+                    .catalog
+                    .policy(name)
+                    .is_some_and(|p| p.remove_by.is_some())
+            }))
+    }
+
+    /// Every campaign: those started, then the catalog's policies with a
+    /// removal date not started under their own name; `true` when started.
+    pub async fn all_campaigns(
+        &self,
+    ) -> Result<Vec<(crate::campaign::Campaign, bool)>, StoreError> {
+        let mut out: Vec<_> = self
+            .0
+            .store
+            .campaigns()
+            .await?
+            .into_iter()
+            .map(|c| (c, true))
+            .collect();
+        for p in &self.0.catalog.policies {
+            if p.remove_by.is_some()
+                && !out.iter().any(|(c, _)| c.name == p.id)
+                && let Some(c) = self.find_campaign(&p.id).await?
+            {
+                out.push((c, false));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The SIEM exporters' state (`muster siem status --format json`).
+    pub(crate) async fn siem_status(&self) -> Result<serde_json::Value, StoreError> {
+        let st = &self.0;
+        let stored = st.store.exporters().await?;
+        let now = now();
+        let mut exporters = Vec::new();
+        // Configured exporters first (with their target), then any the
+        // database still has from an earlier config.
+        for spec in &st.exporters {
+            let s = stored.iter().find(|s| s.name == spec.name);
+            exporters.push(siem_status_entry(&spec.name, Some(spec), s, now));
+        }
+        for s in stored
+            .iter()
+            .filter(|s| !st.exporters.iter().any(|e| e.name == s.name))
+        {
+            exporters.push(siem_status_entry(&s.name, None, Some(s), now));
+        }
+        Ok(serde_json::json!({
+            "retention": st.config.siem_retention,
+            "exporters": exporters,
+        }))
+    }
+
+    pub(crate) fn summary_of(&self, h: &HostRow) -> v1::HostSummary {
         let catalog = &self.0.catalog;
         let mut banned = BTreeSet::new();
         for d in &h.detections {
@@ -616,13 +782,8 @@ impl v1::operator_server::Operator for OperatorService {
                     .last()
                     .map(|h| (h.facts.hostname.clone(), h.id.clone()));
                 for h in page {
-                    if let Some(p) = &policy {
-                        let platform = muster_catalog::Platform::parse(&h.facts.platform);
-                        let found: Vec<_> =
-                            h.detections.iter().map(|d| d.detection.clone()).collect();
-                        if p.verdict(&found, platform).verdict == "pass" {
-                            continue;
-                        }
+                    if policy.as_ref().is_some_and(|p| passes(p, &h)) {
+                        continue;
                     }
                     if tx.send(Ok(me.summary_of(&h))).await.is_err() {
                         return; // the client went away
@@ -831,30 +992,11 @@ impl v1::operator_server::Operator for OperatorService {
         req: Request<v1::SiemStatusRequest>,
     ) -> Result<Response<v1::JsonDocument>, Status> {
         let who = peer(&req)?;
-        let st = &self.0;
-        let stored = st.store.exporters().await.map_err(internal)?;
-        let now = now();
-        let mut exporters = Vec::new();
-        // Configured exporters first (with their target), then any the
-        // database still has from an earlier config.
-        for spec in &st.exporters {
-            let s = stored.iter().find(|s| s.name == spec.name);
-            exporters.push(siem_status_entry(&spec.name, Some(spec), s, now));
-        }
-        for s in stored
-            .iter()
-            .filter(|s| !st.exporters.iter().any(|e| e.name == s.name))
-        {
-            exporters.push(siem_status_entry(&s.name, None, Some(s), now));
-        }
+        let doc = self.siem_status().await.map_err(internal)?;
         tracing::info!(operator = %who.id, "SIEM status read");
-        let doc = serde_json::json!({
-            "retention": st.config.siem_retention,
-            "exporters": exporters,
-        });
         Ok(Response::new(v1::JsonDocument {
             json: doc.to_string(),
-            catalog_version: st.catalog.version.clone(),
+            catalog_version: self.0.catalog.version.clone(),
         }))
     }
 
@@ -957,28 +1099,16 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Result<Response<v1::JsonDocument>, Status> {
         let who = peer(&req)?;
         let name = req.into_inner().name;
-        let c = match self.0.store.campaign(&name).await.map_err(internal)? {
-            Some(c) => c,
-            // A built-in policy with dates is a campaign without starting it.
-            None => self
-                .new_campaign(&v1::StartCampaignRequest {
-                    name: name.clone(),
-                    policy: name.clone(),
-                    ..Default::default()
-                })
-                .ok()
-                .filter(|_| {
-                    self.0
-                        .catalog
-                        .policy(&name)
-                        .is_some_and(|p| p.remove_by.is_some())
-                })
-                .ok_or_else(|| {
-                    Status::not_found(format!(
-                        "no campaign named {name:?} (start one with muster campaign start {name} --policy POLICY)"
-                    ))
-                })?,
-        };
+        // A built-in policy with dates is a campaign without starting it.
+        let c = self
+            .find_campaign(&name)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no campaign named {name:?} (start one with muster campaign start {name} --policy POLICY)"
+                ))
+            })?;
         let status = self.campaign_status(&c).await.map_err(internal)?;
         tracing::info!(operator = %who.id, campaign = %c.name, affected = status.counts.affected, "campaign status read");
         Ok(Response::new(v1::JsonDocument {

@@ -12,10 +12,10 @@ mod siem_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use muster_collector::api::views::{host_detail_json, host_json, summary_json};
 use muster_proto::channel::connect;
 use muster_proto::v1::{self, operator_client::OperatorClient};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use std::path::PathBuf;
 
 const ENV_HELP: &str = "Connection settings, first found wins: the flags; the environment \
@@ -257,46 +257,6 @@ fn time(t: i64) -> String {
     muster_collector::rfc3339(t)
 }
 
-fn time_json(t: i64) -> Value {
-    if t <= 0 {
-        Value::Null
-    } else {
-        Value::String(time(t))
-    }
-}
-
-fn detection_json(d: &v1::Detection, with_evidence: bool) -> Value {
-    let mut v = json!({
-        "product_id": d.product_id, "vendor": d.vendor, "product": d.product,
-        "category": d.category, "state": d.state, "version": d.version,
-    });
-    if with_evidence {
-        v["evidence"] = d
-            .evidence
-            .iter()
-            .map(|e| {
-                json!({
-                    "kind": e.kind, "value": e.value,
-                    "matched": e.matched, "location": e.location, "state": e.state,
-                })
-            })
-            .collect();
-    }
-    v
-}
-
-fn host_json(h: &v1::HostSummary) -> Value {
-    json!({
-        "id": h.id, "hostname": h.hostname, "os": h.os,
-        "last_checkin": time_json(h.last_checkin), "enrolled_at": time_json(h.enrolled_at),
-        "sequence": h.sequence, "stale": h.stale, "banned": h.banned,
-        "revoked_at": (h.revoked_at != 0).then(|| time_json(h.revoked_at)),
-        "superseded_by": (!h.superseded_by.is_empty()).then_some(&h.superseded_by),
-        "superseded_at": (h.superseded_at != 0).then(|| time_json(h.superseded_at)),
-        "detections": h.detections.iter().map(|d| detection_json(d, false)).collect::<Vec<_>>(),
-    })
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -441,45 +401,12 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(refused)?
                 .into_inner();
-            let h = d.host.unwrap_or_default();
-            let f = d.facts.unwrap_or_default();
             if format != Format::Table {
-                let mut v = host_json(&h);
-                v["facts"] = json!({"hostname": f.hostname, "os_name": f.os_name, "os_version": f.os_version,
-                    "kernel": f.kernel, "arch": f.arch, "ips": f.ips, "agent_version": f.agent_version,
-                    "hardware_id": f.hardware_id});
-                v["certificate_serial"] = json!(d.certificate_serial);
-                v["sections"] = d.sections.iter().map(|s| json!({"name": s.name, "digest": s.digest, "items": s.items, "updated_at": time_json(s.updated_at)})).collect();
-                v["detections"] = d
-                    .detections
-                    .iter()
-                    .map(|r| {
-                        let mut x = detection_json(&r.detection.clone().unwrap_or_default(), true);
-                        x["first_seen"] = time_json(r.first_seen);
-                        x["last_seen"] = time_json(r.last_seen);
-                        x["removed_at"] = time_json(r.removed_at);
-                        x["banned_by"] = json!(r.banned_by);
-                        x
-                    })
-                    .collect();
-                v["timeline"] = d
-                    .timeline
-                    .iter()
-                    .map(|e| {
-                        json!({"id": e.id, "at": time_json(e.at), "kind": e.kind, "product_id": e.product_id,
-                            "vendor": e.vendor, "product": e.product, "category": e.category, "state": e.state,
-                            "previous_state": e.previous_state, "version": e.version,
-                            "related_host": (!e.related_host.is_empty()).then_some(&e.related_host)})
-                    })
-                    .collect();
-                v["agent_detections"] = d
-                    .agent_detections
-                    .iter()
-                    .map(|x| detection_json(x, false))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&host_detail_json(&d))?);
                 return Ok(());
             }
+            let h = d.host.clone().unwrap_or_default();
+            let f = d.facts.clone().unwrap_or_default();
             println!("host {} — {}", h.id, h.hostname);
             println!(
                 "  os:            {} {} ({} {})",
@@ -540,14 +467,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .map_err(refused)?
                 .into_inner();
             if format != Format::Table {
-                let v = json!({
-                    "hosts": s.hosts, "reporting": s.reporting, "stale": s.stale, "never_reported": s.never_reported,
-                    "hosts_with_banned": s.hosts_with_banned, "catalog_version": s.catalog_version,
-                    "imported": s.imported, "pending_reevaluation": s.pending_reevaluation,
-                    "products": s.products.iter().map(|p| json!({"product_id": p.product_id, "vendor": p.vendor,
-                        "product": p.product, "category": p.category, "hosts": p.hosts, "banned": p.banned})).collect::<Vec<_>>(),
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&summary_json(&s))?);
                 return Ok(());
             }
             println!(

@@ -107,20 +107,7 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
                 .filter(|p| category.as_ref().is_none_or(|k| p.category.as_str() == k))
                 .collect();
             if format == Format::Json {
-                let items: Vec<_> = products
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "id": p.id, "vendor": p.vendor, "name": p.name,
-                            "category": p.category.as_str(),
-                            "platforms": p.platforms.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
-                            "indicators": p.indicators.len(),
-                            "banned_by": c.banned_by(p),
-                        })
-                    })
-                    .collect();
-                let out =
-                    json!({"catalog_version": c.version, "digest": c.digest, "products": items});
+                let out = muster_collector::api::views::catalog_json(&c, products.iter().copied());
                 println!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(());
             }

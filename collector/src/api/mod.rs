@@ -1,0 +1,3 @@
+//! The operators' read side over HTTP.
+
+pub mod views;
