@@ -121,6 +121,26 @@ pub struct Config {
     /// Address of the Prometheus metrics endpoint (plain HTTP, `GET
     /// /metrics`); unset: none.
     pub metrics_listen: Option<String>,
+    /// Address of the HTTP API (HTTPS, `/api/v1/`): unset for
+    /// [`DEFAULT_HTTP_LISTEN`], `"off"` for none.
+    pub http_listen: Option<String>,
+}
+
+/// Where the HTTP API listens when the config names no address.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8444";
+
+/// Where the HTTP API listens, if anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpListen {
+    /// Not served (`http_listen = "off"`).
+    Off,
+    /// [`DEFAULT_HTTP_LISTEN`], nobody asked for it: when the port is
+    /// taken (another collector on this machine) the collector serves
+    /// without the API and says so.
+    Default(String),
+    /// An address the config, the environment or `--http-listen` gave: it
+    /// must be served.
+    Given(String),
 }
 
 /// An `[[export]]` of the config file: one SIEM exporter. See
@@ -202,6 +222,7 @@ impl Default for Config {
             export: Vec::new(),
             siem_retention: "7d".into(),
             metrics_listen: None,
+            http_listen: None,
         }
     }
 }
@@ -271,6 +292,12 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 # Prometheus metrics over plain HTTP (GET /metrics); off unless set.
 # metrics_listen = "127.0.0.1:9464"
 
+# The read-only HTTP API (HTTPS with the server certificate, /api/v1/; see
+# docs/api.md), "off" for none (MUSTER_HTTP_LISTEN overrides). Callers
+# authenticate with an operator token (muster-collector operator-token
+# create) or an operator client certificate.
+# http_listen = "127.0.0.1:8444"
+
 # Log format: "human" or "json".
 # log_format = "human"
 
@@ -314,6 +341,18 @@ impl Config {
         }
         if let Some(v) = get("MUSTER_LOG_FORMAT") {
             self.log_format = v;
+        }
+        if let Some(v) = get("MUSTER_HTTP_LISTEN") {
+            self.http_listen = Some(v);
+        }
+    }
+
+    /// Where the HTTP API listens (validated by [`Config::load`]).
+    pub fn http_listen(&self) -> HttpListen {
+        match self.http_listen.as_deref().map(str::trim) {
+            None => HttpListen::Default(DEFAULT_HTTP_LISTEN.to_string()),
+            Some("off") => HttpListen::Off,
+            Some(a) => HttpListen::Given(a.to_string()),
         }
     }
 
@@ -375,6 +414,13 @@ impl Config {
             && a.parse::<std::net::SocketAddr>().is_err()
         {
             p.push(format!("metrics_listen = {a:?} is not an ADDRESS:PORT"));
+        }
+        if let HttpListen::Given(a) = self.http_listen()
+            && a.parse::<std::net::SocketAddr>().is_err()
+        {
+            p.push(format!(
+                "http_listen = {a:?} is not an ADDRESS:PORT (or \"off\")"
+            ));
         }
         if !matches!(self.log_format.as_str(), "human" | "json") {
             p.push(format!(
@@ -482,5 +528,27 @@ mod tests {
         let mut cfg = Config::default();
         cfg.apply_env(|k| (k == "MUSTER_LISTEN").then(|| "127.0.0.1:9".to_string()));
         assert_eq!(cfg.listen, "127.0.0.1:9");
+        cfg.apply_env(|k| (k == "MUSTER_HTTP_LISTEN").then(|| "off".to_string()));
+        assert_eq!(cfg.http_listen(), HttpListen::Off);
+    }
+
+    #[test]
+    fn the_http_api_listens_by_default_and_can_be_turned_off() {
+        let cfg = Config::default();
+        assert_eq!(
+            cfg.http_listen(),
+            HttpListen::Default("127.0.0.1:8444".into())
+        );
+        let cfg: Config = toml::from_str("http_listen = \"0.0.0.0:443\"").unwrap();
+        assert_eq!(cfg.http_listen(), HttpListen::Given("0.0.0.0:443".into()));
+        assert!(cfg.problems().is_empty());
+        let cfg: Config = toml::from_str("http_listen = \"off\"").unwrap();
+        assert_eq!(cfg.http_listen(), HttpListen::Off);
+        let cfg: Config = toml::from_str("http_listen = \"nowhere\"").unwrap();
+        assert!(
+            cfg.problems()[0].contains("http_listen"),
+            "{:?}",
+            cfg.problems()
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use muster_collector::config::{Config, DEFAULT_CONFIG, DataDir, parse_duration};
+use muster_collector::config::{Config, DEFAULT_CONFIG, DataDir, HttpListen, parse_duration};
 use muster_collector::pki::Authority;
 use muster_collector::server::{State, serve, tls_config};
 use muster_collector::service::token_hash;
@@ -59,6 +59,10 @@ enum Cmd {
         /// config's `database`, else DIR/muster.db]
         #[arg(long)]
         database: Option<String>,
+        /// Address of the HTTP API (HTTPS, /api/v1/), or `off` [default:
+        /// the config's `http_listen`, 127.0.0.1:8444]
+        #[arg(long, value_name = "ADDR:PORT")]
+        http_listen: Option<String>,
     },
     /// Manage enrollment tokens
     Token {
@@ -212,11 +216,19 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             log_format,
             database,
+            http_listen,
         } => {
             let dir = DataDir::new(data_dir);
             let mut config = load_config(&dir)?;
             if let Some(d) = database {
                 config.database = Some(d);
+            }
+            if let Some(h) = http_listen {
+                anyhow::ensure!(
+                    h == "off" || h.parse::<std::net::SocketAddr>().is_ok(),
+                    "--http-listen must be ADDRESS:PORT or off, not {h:?}"
+                );
+                config.http_listen = Some(h);
             }
             if let Some(l) = listen {
                 config.listen = l;
@@ -280,8 +292,12 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             tls_config(&dir)?;
+            let http = match cfg.http_listen() {
+                HttpListen::Off => "off".to_string(),
+                HttpListen::Default(a) | HttpListen::Given(a) => a,
+            };
             println!(
-                "{}: ok (listen {}, check-in every {})",
+                "{}: ok (listen {}, HTTP API {http}, check-in every {})",
                 dir.config().display(),
                 cfg.listen,
                 cfg.checkin_interval
@@ -707,6 +723,23 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         ),
         None => None,
     };
+    let http_listener = match config.http_listen() {
+        HttpListen::Off => None,
+        HttpListen::Given(addr) => Some(
+            tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen for the HTTP API on {addr} (http_listen; \"off\" turns the API off)"))?,
+        ),
+        // Nobody asked for this port: a second collector on the machine
+        // (a test, a replica) serves without the API rather than not at all.
+        HttpListen::Default(addr) => match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(listen = %addr, error = %e, "the HTTP API is not served: its default address is taken (set http_listen, or \"off\")");
+                None
+            }
+        },
+    };
     let state = Arc::new(State {
         store: store.clone(),
         catalog,
@@ -739,6 +772,19 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         }));
     }
     let (tls_now, tls) = tokio::sync::watch::channel(Arc::new(tls));
+    if let Some(l) = http_listener {
+        tracing::info!(listen = %l.local_addr()?, "HTTP API served at /api/v1/");
+        let mut stopping = stopping.clone();
+        let (state, tls) = (state.clone(), tls.clone());
+        background.push(tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            if let Err(e) = muster_collector::api::serve(l, tls, state, stopped).await {
+                tracing::error!(error = %e, "the HTTP API failed");
+            }
+        }));
+    }
     tokio::spawn(reload_on_sighup(dir.clone(), tls_now, state.clone()));
     let result = serve(listener, tls, state, async move {
         shutdown_signal().await;

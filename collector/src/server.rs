@@ -246,10 +246,11 @@ pub async fn serve(
     result.context("the gRPC server failed")
 }
 
-/// A TLS connection that holds its slot under `max_connections` until closed.
-struct Held {
-    io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+/// A TLS connection that holds its slot under a connection limit until
+/// closed.
+pub struct Held {
+    pub(crate) io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl tonic::transport::server::Connected for Held {
