@@ -2,6 +2,8 @@
 //! and agents in temporary folders on loopback. Nothing is mocked.
 
 pub mod fleetgen;
+pub mod https;
+pub mod openapi;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -166,6 +168,8 @@ pub struct Collector {
     pub dir: TempDir,
     /// The listening port.
     pub port: u16,
+    /// The HTTP API's port (`--http-listen`).
+    pub http_port: u16,
     child: Option<Child>,
 }
 
@@ -186,6 +190,7 @@ impl Collector {
         let mut c = Collector {
             dir,
             port: 0,
+            http_port: 0,
             child: None,
         };
         c.restart();
@@ -218,6 +223,7 @@ impl Collector {
         let mut c = Collector {
             dir,
             port: 0,
+            http_port: 0,
             child: None,
         };
         c.restart();
@@ -233,6 +239,7 @@ impl Collector {
         let mut c = Collector {
             dir,
             port: 0,
+            http_port: 0,
             child: None,
         };
         c.restart();
@@ -256,6 +263,11 @@ impl Collector {
         if self.port == 0 {
             self.port = free_port();
         }
+        // Its own API port, never the default one: collectors of parallel
+        // tests would contend for it.
+        if self.http_port == 0 {
+            self.http_port = free_port();
+        }
         let log =
             std::fs::File::create(self.dir.join(&format!("serve-{}.log", self.port))).expect("log");
         let child = cmd("muster-collector")
@@ -263,6 +275,8 @@ impl Collector {
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
+                "--http-listen",
+                &format!("127.0.0.1:{}", self.http_port),
                 "--data-dir",
             ])
             .arg(self.data())
@@ -367,6 +381,28 @@ impl Collector {
             .args(["--collector", &self.url(), "--identity"])
             .arg(self.data().join("operator"))
             .args(args))
+    }
+
+    /// A new operator token named `name` (`operator-token create`).
+    pub fn operator_token(&self, name: &str, expires: &str) -> String {
+        let out = ok(cmd("muster-collector")
+            .args([
+                "operator-token",
+                "create",
+                "--name",
+                name,
+                "--expires",
+                expires,
+                "--data-dir",
+            ])
+            .arg(self.data()));
+        out.lines().last().expect("token line").trim().to_string()
+    }
+
+    /// A client of the HTTP API, trusting the collector's CA; presenting
+    /// the identity folder `identity` when given.
+    pub fn api(&self, identity: Option<&Path>) -> https::Https {
+        https::Https::new(&self.data().join("ca.pem"), self.http_port, identity)
     }
 
     /// `muster hosts --format json`, parsed: the list of hosts.
