@@ -7,6 +7,7 @@ pub mod api;
 pub mod assets;
 pub mod campaign;
 pub mod config;
+pub mod datalock;
 pub mod metrics;
 pub mod pki;
 pub mod rotation;

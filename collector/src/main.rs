@@ -698,6 +698,12 @@ async fn reload_on_sighup(
 }
 
 async fn run_server(dir: DataDir, config: Config) -> Result<()> {
+    // Held while serving: `restore` refuses to replace the database under
+    // a running collector.
+    let _lock = muster_collector::datalock::DataLock::take(
+        &dir.root,
+        muster_collector::datalock::Holder::Serve,
+    )?;
     let tls = tls_config(&dir)?;
     let authority = muster_collector::rotation::load_authority(&dir)?;
     let store = open_store(&dir, &config).await?;
