@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod api;
 pub mod assets;
+pub mod backup;
 pub mod campaign;
 pub mod config;
 pub mod datalock;

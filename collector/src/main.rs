@@ -84,6 +84,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CaCmd,
     },
+    /// Copy the SQLite fleet database into a new file, consistent, while the collector serves
+    #[command(
+        after_help = "Example:\n  muster-collector backup --data-dir /var/lib/muster-collector --out /var/backups/muster-$(date +%F).db\n\nThe copy is the database as of one instant (SQLite VACUUM INTO), checked before it gets its\nname. It holds the fleet, not the CA, keys or collector.toml: keep a copy of those too.\nOn PostgreSQL use pg_dump."
+    )]
+    Backup {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The file to write (must not exist)
+        #[arg(long)]
+        out: PathBuf,
+        /// text or json
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+    /// Put a backup in place of the SQLite fleet database; the collector must be stopped
+    #[command(
+        after_help = "Example:\n  systemctl stop muster-collector\n  muster-collector restore --data-dir /var/lib/muster-collector --from /var/backups/muster-2026-11-30.db\n  systemctl start muster-collector\n\nThe backup is checked (an SQLite file, whole, integrity_check, a Muster schema this version\nknows) before anything changes; the database it replaces is kept as muster.db.before-restore."
+    )]
+    Restore {
+        /// The collector's state folder
+        #[arg(long, env = "MUSTER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The backup file (made by `muster-collector backup`)
+        #[arg(long)]
+        from: PathBuf,
+        /// text or json
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +300,16 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::OperatorToken { cmd } => operator_token(cmd).await,
         Cmd::Ca { cmd } => ca(cmd).await,
+        Cmd::Backup {
+            data_dir,
+            out,
+            format,
+        } => backup(DataDir::new(data_dir), &out, format == "json").await,
+        Cmd::Restore {
+            data_dir,
+            from,
+            format,
+        } => restore(DataDir::new(data_dir), &from, format == "json").await,
         Cmd::Config {
             cmd: ConfigCmd::Check { data_dir },
         } => {
@@ -438,6 +478,132 @@ async fn operator_token(cmd: OperatorTokenCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The SQLite file of the collector in `dir`; an error pointing to the
+/// PostgreSQL tools when its fleet is in PostgreSQL.
+fn sqlite_database(dir: &DataDir, what: &str, instead: &str) -> Result<PathBuf> {
+    match load_config(dir)?.database(dir) {
+        Database::Sqlite(path) => Ok(path),
+        pg @ Database::Postgres(_) => bail!(
+            "the fleet of {} is in PostgreSQL ({pg}), not SQLite: {what} it with PostgreSQL's tools, \
+             e.g. {instead}",
+            dir.root.display()
+        ),
+    }
+}
+
+/// `12.3 MiB`.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+async fn backup(dir: DataDir, out: &std::path::Path, json: bool) -> Result<()> {
+    use muster_collector::backup;
+    let db = sqlite_database(
+        &dir,
+        "back up",
+        "pg_dump --format=custom --file muster.dump \"$URL\"",
+    )?;
+    let source = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(format!("{}-wal", db.display()))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    // Progress is for a person watching; a script or a timer unit gets
+    // the result only.
+    let tty = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !json {
+        eprintln!(
+            "backing up {} ({}) to {}",
+            db.display(),
+            size(source),
+            out.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let done = backup::backup(&dir.root, &db, out, |written| {
+        if tty {
+            eprint!("\r  {} written", size(written));
+        }
+    })
+    .await;
+    if tty {
+        eprintln!();
+    }
+    let s = done?;
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        let v = serde_json::json!({
+            "database": db,
+            "out": s.path,
+            "bytes": s.bytes,
+            "hosts": s.hosts,
+            "schema_version": s.schema_version,
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "backup written: {} ({}, {} hosts, schema version {}) in {seconds:.1} s",
+            s.path.display(),
+            size(s.bytes),
+            s.hosts,
+            s.schema_version
+        );
+        println!(
+            "restore it with the collector stopped: muster-collector restore --data-dir {} --from {}",
+            dir.root.display(),
+            s.path.display()
+        );
+    }
+    Ok(())
+}
+
+async fn restore(dir: DataDir, from: &std::path::Path, json: bool) -> Result<()> {
+    let db = sqlite_database(
+        &dir,
+        "restore",
+        "pg_restore --clean --dbname \"$URL\" muster.dump",
+    )?;
+    let r = muster_collector::backup::restore(&dir.root, &db, from).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "restored {} into {}: {} hosts, schema version {}{}",
+        r.from.path.display(),
+        r.database.display(),
+        r.from.hosts,
+        r.schema_version,
+        if r.schema_version > r.from.schema_version {
+            format!(" (brought up from {})", r.from.schema_version)
+        } else {
+            String::new()
+        }
+    );
+    match &r.previous {
+        Some(p) => println!(
+            "the database it replaced is kept as {} (delete it once the collector runs as it should)",
+            p.display()
+        ),
+        None => println!("there was no database to replace"),
+    }
+    println!(
+        "next: start the collector (systemctl start muster-collector, or muster-collector serve --data-dir {})",
+        dir.root.display()
+    );
+    Ok(())
 }
 
 /// How many of the agents still on another CA `ca status` and `ca finish`

@@ -509,6 +509,16 @@ pub fn now() -> i64 {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The newest schema version this binary's SQLite migrations reach: a
+/// database of a higher version was made by a newer collector.
+pub fn newest_sqlite_schema() -> i64 {
+    SQLITE_MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Where the fleet is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {

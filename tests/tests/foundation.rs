@@ -292,6 +292,8 @@ fn every_command_has_help_with_an_example() {
         ("muster-collector", vec!["ca", "rotate"]),
         ("muster-collector", vec!["ca", "status"]),
         ("muster-collector", vec!["ca", "finish"]),
+        ("muster-collector", vec!["backup"]),
+        ("muster-collector", vec!["restore"]),
         ("muster-loadgen", vec!["enroll"]),
         ("muster-loadgen", vec!["run"]),
         ("muster-loadgen", vec!["baseline"]),
