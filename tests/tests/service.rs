@@ -1,6 +1,6 @@
 //! The agent as a service: `config check` (the unit's ExecStartPre), the
 //! reaction to a revocation, and the Debian package installed into this
-//! machine (CI only).
+//! machine (CI only); the collector's Debian package and example config.
 
 use muster_tests::*;
 use std::path::Path;
@@ -137,6 +137,10 @@ fn package(args: &[&str], out: &Path, ext: &str) -> std::path::PathBuf {
         })
 }
 
+/// dpkg takes one package operation at a time: the package tests that
+/// install take turns.
+static DPKG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn sh(program: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(program)
         .args(args)
@@ -170,6 +174,7 @@ fn the_debian_package_installs_and_removes_cleanly() {
         "0",
         "installing a package needs root"
     );
+    let _turn = DPKG.lock().unwrap_or_else(|e| e.into_inner());
     let out = TempDir::new("deb");
     let deb = package(
         &["deb", "-p", "muster-agent", "--profile", "dist"],
@@ -258,6 +263,276 @@ fn the_debian_package_installs_and_removes_cleanly() {
         !Path::new("/var/lib/muster-agent").exists(),
         "dpkg -P deletes the state"
     );
+}
+
+/// The control member `name` of the package `deb` (a maintainer script).
+fn control_member(deb: &str, name: &str) -> String {
+    must("dpkg-deb", &["-I", deb, name])
+}
+
+/// The collector's Debian package: its files and modes and maintainer
+/// scripts read with dpkg-deb, then installed into this machine: the
+/// `muster` user, a collector initialised for the name given at install,
+/// owned by that user, which can serve it (also after a backup and a
+/// restore run as root); a reinstall keeps the CA; `dpkg -r` keeps the
+/// data folder, `dpkg -P` deletes it. Runs where MUSTER_TEST_PACKAGES=1,
+/// as root.
+#[test]
+fn the_collector_debian_package_installs_and_removes_cleanly() {
+    if !packages_enabled("install the collector's package into this machine") {
+        return;
+    }
+    assert_eq!(
+        must("id", &["-u"]).trim(),
+        "0",
+        "installing a package needs root"
+    );
+    let _turn = DPKG.lock().unwrap_or_else(|e| e.into_inner());
+    const DATA: &str = "/var/lib/muster-collector";
+    let out = TempDir::new("deb-collector");
+    let deb = package(
+        &["deb", "-p", "muster-collector", "--profile", "dist"],
+        &out.0,
+        "deb",
+    );
+    let deb = deb.to_str().unwrap();
+    let listing = must("dpkg-deb", &["-c", deb]);
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/muster-collector"),
+        ("-rwxr-xr-x", "./usr/bin/muster"),
+        (
+            "-rw-r--r--",
+            "./lib/systemd/system/muster-collector.service",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/muster-collector/collector.toml.example",
+        ),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/muster-collector/collector-service.md",
+        ),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path) && l.contains(" 0/0 ")),
+            "{path} with {mode}, owned by root:\n{listing}"
+        );
+    }
+    let info = must("dpkg-deb", &["-I", deb]);
+    assert!(info.contains("Package: muster-collector"), "{info}");
+    assert!(info.contains("adduser"), "depends on adduser: {info}");
+    // The scripts are there, executable (`*` in dpkg-deb's list), valid
+    // shell, and do what the docs say.
+    for script in ["postinst", "prerm", "postrm"] {
+        assert!(
+            info.lines()
+                .any(|l| l.contains(" * ") && l.split_whitespace().any(|w| w == script)),
+            "{script} executable:\n{info}"
+        );
+        let p = out.join(script);
+        std::fs::write(&p, control_member(deb, script)).unwrap();
+        must("sh", &["-n", p.to_str().unwrap()]);
+    }
+    let postinst = control_member(deb, "postinst");
+    for needle in [
+        "adduser --system --group",
+        "install -d -m 0700 -o muster -g muster \"$DATA\"",
+        "if [ -z \"$(ls -A \"$DATA\")\" ]; then",
+        "/usr/bin/muster-collector init --data-dir \"$DATA\" --server-name \"$name\"",
+        "chown -R muster:muster \"$DATA\"",
+    ] {
+        assert!(
+            postinst.contains(needle),
+            "postinst lacks {needle}:\n{postinst}"
+        );
+    }
+    assert!(
+        !postinst
+            .lines()
+            .any(|l| l.trim_start().starts_with("systemctl enable")),
+        "enabled before the config is reviewed: {postinst}"
+    );
+    let prerm = control_member(deb, "prerm");
+    assert!(
+        prerm.contains("systemctl stop muster-collector.service"),
+        "{prerm}"
+    );
+    let postrm = control_member(deb, "postrm");
+    let purge = postrm
+        .find("if [ \"$1\" = \"purge\" ]; then")
+        .unwrap_or_else(|| panic!("{postrm}"));
+    let delete = postrm.find("rm -rf /var/lib/muster-collector").unwrap();
+    assert!(delete > purge, "data deleted on purge only: {postrm}");
+
+    // A clean machine: an earlier failed run's package and folder gone.
+    let _ = sh("dpkg", &["-P", "muster-collector"]);
+    assert!(
+        !Path::new(DATA).exists(),
+        "{DATA} is left from an earlier run; remove it"
+    );
+    let installed = std::process::Command::new("dpkg")
+        .args(["-i", deb])
+        .env("MUSTER_SERVER_NAME", "collector.test")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&installed.stdout).to_string();
+    assert!(
+        installed.status.success(),
+        "dpkg -i: {said}{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let checked = (|| -> Result<Vec<u8>, String> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = |p: &str| std::fs::metadata(p).map_err(|e| format!("{p}: {e}"));
+        if !said.contains("a new collector for \"collector.test\"") {
+            return Err(format!("postinst said: {said}"));
+        }
+        for bin in ["/usr/bin/muster-collector", "/usr/bin/muster"] {
+            if meta(bin)?.permissions().mode() & 0o777 != 0o755 {
+                return Err(format!("{bin} is not 0755"));
+            }
+            let help = sh(bin, &["--help"]);
+            if !help.status.success() || !String::from_utf8_lossy(&help.stdout).contains("Example:")
+            {
+                return Err(format!("{bin} --help: {help:?}"));
+            }
+        }
+        let uid: u32 = must("id", &["-u", "muster"]).trim().parse().unwrap();
+        let data = meta(DATA)?;
+        if !data.is_dir() || data.permissions().mode() & 0o777 != 0o700 || data.uid() != uid {
+            return Err(format!(
+                "{DATA}: mode {:o} uid {} (want 0700, {uid})",
+                data.permissions().mode(),
+                data.uid()
+            ));
+        }
+        for (file, mode) in [
+            ("ca.pem", 0o644),
+            ("ca-key.pem", 0o600),
+            ("server-key.pem", 0o600),
+            ("collector.toml", 0o600),
+            ("muster.db", 0),
+        ] {
+            let m = meta(&format!("{DATA}/{file}"))?;
+            if m.uid() != uid || (mode != 0 && m.permissions().mode() & 0o777 != mode) {
+                return Err(format!(
+                    "{file}: uid {} mode {:o}",
+                    m.uid(),
+                    m.permissions().mode()
+                ));
+            }
+        }
+        let server = std::fs::read(format!("{DATA}/server.pem")).map_err(|e| e.to_string())?;
+        let der = rustls_pemfile::certs(&mut server.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let names = format!("{:?}", cert.subject_alternative_name());
+        if !names.contains("collector.test") {
+            return Err(format!("the server certificate names {names}"));
+        }
+        let unit = std::fs::read_to_string("/lib/systemd/system/muster-collector.service")
+            .map_err(|e| e.to_string())?;
+        for d in [
+            "User=muster",
+            "ExecStart=/usr/bin/muster-collector serve --data-dir /var/lib/muster-collector",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "CapabilityBoundingSet=\n",
+        ] {
+            if !unit.contains(d) {
+                return Err(format!("the unit lacks {d:?}"));
+            }
+        }
+        let verify = sh(
+            "systemd-analyze",
+            &["verify", "/lib/systemd/system/muster-collector.service"],
+        );
+        let complaint = String::from_utf8_lossy(&verify.stderr).to_string();
+        if !verify.status.success() || complaint.contains("muster-collector") {
+            return Err(format!("systemd-analyze verify: {complaint}"));
+        }
+        // The unit's ExecStartPre.
+        must(
+            "/usr/bin/muster-collector",
+            &["config", "check", "--data-dir", DATA],
+        );
+        // Backup and restore as root leave files the service's user owns.
+        let backup = out.join("installed.db");
+        let backup = backup.to_str().unwrap();
+        must(
+            "/usr/bin/muster-collector",
+            &["backup", "--data-dir", DATA, "--out", backup],
+        );
+        must(
+            "/usr/bin/muster-collector",
+            &["restore", "--data-dir", DATA, "--from", backup],
+        );
+        if meta(&format!("{DATA}/muster.db"))?.uid() != uid {
+            return Err("the restored database is not the service user's".into());
+        }
+        // The service's user serves the folder as installed.
+        let port = free_port();
+        // setpriv execs the collector (runuser would fork, and the kill
+        // below would miss it).
+        let mut serving = std::process::Command::new("setpriv")
+            .args(["--reuid=muster", "--regid=muster", "--init-groups"])
+            .args(["/usr/bin/muster-collector", "serve"])
+            .args(["--data-dir", DATA, "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let listening = wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        let _ = serving.kill();
+        let ended = serving.wait_with_output().map_err(|e| e.to_string())?;
+        if listening.is_none() {
+            return Err(format!(
+                "the muster user cannot serve {DATA}: {}",
+                String::from_utf8_lossy(&ended.stderr)
+            ));
+        }
+        std::fs::read(format!("{DATA}/ca.pem")).map_err(|e| e.to_string())
+    })();
+    // A reinstall keeps the collector: same CA.
+    let again = sh("dpkg", &["-i", deb]);
+    let ca_after = std::fs::read(format!("{DATA}/ca.pem")).ok();
+    let removed = sh("dpkg", &["-r", "muster-collector"]);
+    let kept =
+        Path::new(DATA).join("ca.pem").exists() && Path::new(DATA).join("muster.db").exists();
+    let gone = !Path::new("/usr/bin/muster-collector").exists();
+    let purged = sh("dpkg", &["-P", "muster-collector"]);
+    let ca = checked.unwrap();
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(ca_after.as_ref(), Some(&ca), "a reinstall keeps the CA");
+    assert!(removed.status.success() && purged.status.success());
+    assert!(gone, "dpkg -r removes the programs");
+    assert!(kept, "dpkg -r keeps the CA and the fleet");
+    assert!(!Path::new(DATA).exists(), "dpkg -P deletes the data folder");
+}
+
+/// The example collector.toml shipped in the package is a valid config.
+#[test]
+fn the_packaged_example_config_is_valid() {
+    let dir = TempDir::new("example-config");
+    let data = dir.join("c");
+    ok(cmd("muster-collector")
+        .args(["init", "--server-name", "localhost", "--data-dir"])
+        .arg(&data));
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/linux/collector.toml.example"),
+        data.join("collector.toml"),
+    )
+    .unwrap();
+    let said = ok(cmd("muster-collector")
+        .args(["config", "check", "--data-dir"])
+        .arg(&data));
+    assert!(said.contains("ok (listen 0.0.0.0:8443"), "{said}");
 }
 
 /// The RPM, built with cargo-generate-rpm and read with `rpm` (the CI
