@@ -224,25 +224,14 @@ fn the_debian_package_installs_and_removes_cleanly() {
                 state.uid()
             ));
         }
-        let unit = std::fs::read_to_string("/lib/systemd/system/muster-agent.service")
-            .map_err(|e| e.to_string())?;
-        for d in [
-            "NoNewPrivileges=yes",
-            "ProtectSystem=strict",
-            "User=muster-agent",
-        ] {
-            if !unit.contains(d) {
-                return Err(format!("the unit lacks {d}"));
-            }
-        }
-        let verify = sh(
-            "systemd-analyze",
-            &["verify", "/lib/systemd/system/muster-agent.service"],
-        );
-        let said = String::from_utf8_lossy(&verify.stderr).to_string();
-        if !verify.status.success() || said.contains("muster-agent") {
-            return Err(format!("systemd-analyze verify: {said}"));
-        }
+        installed_unit(
+            "muster-agent",
+            &[
+                "NoNewPrivileges=yes",
+                "ProtectSystem=strict",
+                "User=muster-agent",
+            ],
+        )?;
         let v = must("/usr/bin/muster-agent", &["--version"]);
         if !v.contains(env!("CARGO_PKG_VERSION")) {
             return Err(format!("installed agent says {v}"));
@@ -434,28 +423,17 @@ fn the_collector_debian_package_installs_and_removes_cleanly() {
         if !names.contains("collector.test") {
             return Err(format!("the server certificate names {names}"));
         }
-        let unit = std::fs::read_to_string("/lib/systemd/system/muster-collector.service")
-            .map_err(|e| e.to_string())?;
-        for d in [
-            "User=muster",
-            "ExecStart=/usr/bin/muster-collector serve --data-dir /var/lib/muster-collector",
-            "ExecReload=/bin/kill -HUP $MAINPID",
-            "NoNewPrivileges=yes",
-            "ProtectSystem=strict",
-            "CapabilityBoundingSet=\n",
-        ] {
-            if !unit.contains(d) {
-                return Err(format!("the unit lacks {d:?}"));
-            }
-        }
-        let verify = sh(
-            "systemd-analyze",
-            &["verify", "/lib/systemd/system/muster-collector.service"],
-        );
-        let complaint = String::from_utf8_lossy(&verify.stderr).to_string();
-        if !verify.status.success() || complaint.contains("muster-collector") {
-            return Err(format!("systemd-analyze verify: {complaint}"));
-        }
+        installed_unit(
+            "muster-collector",
+            &[
+                "User=muster",
+                "ExecStart=/usr/bin/muster-collector serve --data-dir /var/lib/muster-collector",
+                "ExecReload=/bin/kill -HUP $MAINPID",
+                "NoNewPrivileges=yes",
+                "ProtectSystem=strict",
+                "CapabilityBoundingSet=\n",
+            ],
+        )?;
         // The unit's ExecStartPre.
         must(
             "/usr/bin/muster-collector",
@@ -1297,4 +1275,22 @@ fn a_running_agent_resumes_its_tls_session_at_the_next_check_in() {
         Some(2.0),
         "{m}"
     );
+}
+
+/// The installed unit `NAME.service` holds every one of `directives` and
+/// passes `systemd-analyze verify` without a word about itself.
+fn installed_unit(name: &str, directives: &[&str]) -> Result<(), String> {
+    let path = format!("/lib/systemd/system/{name}.service");
+    let unit = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    for d in directives {
+        if !unit.contains(d) {
+            return Err(format!("{path} lacks {d:?}"));
+        }
+    }
+    let verify = sh("systemd-analyze", &["verify", &path]);
+    let complaint = String::from_utf8_lossy(&verify.stderr).to_string();
+    if !verify.status.success() || complaint.contains(name) {
+        return Err(format!("systemd-analyze verify: {complaint}"));
+    }
+    Ok(())
 }
