@@ -433,11 +433,3 @@ fn is_transient(e: &StoreError) -> bool {
         _ => false,
     }
 }
-
-impl std::fmt::Debug for Committers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Committers")
-            .field("count", &self.count)
-            .finish()
-    }
-}
