@@ -796,7 +796,7 @@ fn rfc3339(ts: i64) -> String {
 // ---------------------------------------------------------------------------
 
 /// HTML-escapes text for element content and quoted attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
@@ -823,7 +823,7 @@ fn state_class(state: &str) -> &'static str {
 }
 
 /// "2017-09-13T00:00:00Z" → "2017-09-13 00:00 UTC" for people.
-fn human_time(rfc: &str) -> String {
+pub(crate) fn human_time(rfc: &str) -> String {
     match (rfc.get(0..10), rfc.get(11..16)) {
         (Some(d), Some(t)) if rfc.len() == 20 && rfc.ends_with('Z') => format!("{d} {t} UTC"),
         _ => rfc.to_string(),
@@ -997,7 +997,7 @@ pub fn render_html(s: &CampaignStatus, catalog_version: &str) -> String {
 
     // Burn-down.
     o.push_str("<section>\n<h2>Burn-down</h2>\n");
-    render_chart(&mut o, s);
+    render_chart(&mut o, s, "during the campaign");
     o.push_str("</section>\n");
 
     // Overdue.
@@ -1210,8 +1210,10 @@ fn render_host(o: &mut String, h: &AffectedHost, i: usize, overdue: bool) {
 }
 
 /// Inline SVG burn-down: affected hosts per day as a filled step area,
-/// cleared hosts as a step line, dashed markers at identify-by and remove-by.
-fn render_chart(o: &mut String, s: &CampaignStatus) {
+/// cleared hosts as a step line, dashed markers at identify-by and remove-by
+/// (when they fall in the days shown). `period` ends the caption's
+/// "hosts cleared …".
+pub(crate) fn render_chart(o: &mut String, s: &CampaignStatus, period: &str) {
     let days: Vec<(&String, &DayCount)> = s.daily.iter().collect();
     let n = days.len();
     if n == 0 {
@@ -1374,7 +1376,7 @@ fn render_chart(o: &mut String, s: &CampaignStatus) {
     let _ = writeln!(
         o,
         "</svg>\n<figcaption>Hosts with a banned product at the end of each day (red area) and hosts \
-         cleared during the campaign (green dashed line), {} to {}; {}.</figcaption>\n</figure>",
+         cleared {period} (green dashed line), {} to {}; {}.</figcaption>\n</figure>",
         esc(days[0].0),
         esc(last.0),
         plural(n as i64, "day")

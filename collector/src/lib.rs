@@ -8,6 +8,7 @@ pub mod assets;
 pub mod backup;
 pub mod campaign;
 pub mod config;
+pub mod console;
 pub mod datalock;
 pub mod metrics;
 pub mod pki;

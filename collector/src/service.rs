@@ -427,6 +427,7 @@ impl OperatorService {
                 name: text(&r.name),
                 stale_before: r.stale.then(|| self.stale_before()),
                 include_superseded: r.include_superseded,
+                order: Default::default(),
             },
             policy,
         ))
@@ -604,9 +605,7 @@ impl OperatorService {
                 )
                 .await?;
             let full = page.len() == read as usize;
-            after = page
-                .last()
-                .map(|h| (h.facts.hostname.clone(), h.id.clone()));
+            after = page.last().map(|h| (filter.order.key_of(h), h.id.clone()));
             for h in page {
                 if policy.is_some_and(|p| passes(p, &h)) {
                     continue;
@@ -622,9 +621,7 @@ impl OperatorService {
         }
         let next = if found.len() > limit {
             found.truncate(limit);
-            found
-                .last()
-                .map(|h| (h.facts.hostname.clone(), h.id.clone()))
+            found.last().map(|h| (filter.order.key_of(h), h.id.clone()))
         } else {
             None
         };
@@ -778,9 +775,7 @@ impl v1::operator_server::Operator for OperatorService {
                     }
                 };
                 let full = page.len() == HOSTS_PAGE as usize;
-                after = page
-                    .last()
-                    .map(|h| (h.facts.hostname.clone(), h.id.clone()));
+                after = page.last().map(|h| (filter.order.key_of(h), h.id.clone()));
                 for h in page {
                     if policy.as_ref().is_some_and(|p| passes(p, &h)) {
                         continue;

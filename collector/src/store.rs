@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use operator::{
-    LAST_USED_RESOLUTION, OperatorAuth, OperatorToken, TokenCreated, TokenRevoked,
+    LAST_USED_RESOLUTION, OperatorAuth, OperatorToken, SessionAuth, TokenCreated, TokenRevoked,
     check_operator_name,
 };
 pub use outbox::{Cursor, ExporterStatus, OtherCa, OutboxEvent, RenewError};
@@ -133,6 +133,59 @@ pub struct HostFilter {
     pub stale_before: Option<i64>,
     /// Also hosts superseded by a newer agent on the same machine.
     pub include_superseded: bool,
+    /// The order of the listing, which the `after` position of
+    /// [`Store::hosts_page`] follows.
+    pub order: HostOrder,
+}
+
+/// How a host listing is sorted; ties are broken by host id, in the same
+/// direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostOrder {
+    /// By hostname, A to Z.
+    #[default]
+    Hostname,
+    /// By hostname, Z to A.
+    HostnameDesc,
+    /// By the last check-in (never is oldest), oldest first.
+    LastSeen,
+    /// By the last check-in, newest first.
+    LastSeenDesc,
+}
+
+impl HostOrder {
+    /// Every order, by the name a query string gives it.
+    pub const ALL: [(&'static str, HostOrder); 4] = [
+        ("hostname", HostOrder::Hostname),
+        ("-hostname", HostOrder::HostnameDesc),
+        ("last_seen", HostOrder::LastSeen),
+        ("-last_seen", HostOrder::LastSeenDesc),
+    ];
+
+    /// The order called `name` (`hostname`, `-hostname`, `last_seen`,
+    /// `-last_seen`).
+    pub fn parse(name: &str) -> Option<HostOrder> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
+    }
+
+    /// Its name in a query string.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, o)| *o == self)
+            .map_or("hostname", |(n, _)| n)
+    }
+
+    /// The value of `h` this order sorts by, as an `after` position holds
+    /// it.
+    pub fn key_of(self, h: &HostRow) -> String {
+        match self {
+            HostOrder::Hostname | HostOrder::HostnameDesc => h.facts.hostname.clone(),
+            HostOrder::LastSeen | HostOrder::LastSeenDesc => {
+                h.last_checkin.unwrap_or(0).to_string()
+            }
+        }
+    }
 }
 
 /// What one re-evaluation batch did.
@@ -1317,12 +1370,30 @@ impl Store {
         on_pool!(self, |pool| {
             let mut q =
                 sqlx::QueryBuilder::new(format!("SELECT {HOST_COLUMNS} FROM hosts WHERE 1 = 1"));
-            if let Some((hostname, id)) = after {
-                q.push(" AND (hostname > ")
-                    .push_bind(hostname)
-                    .push(" OR (hostname = ")
-                    .push_bind(hostname)
-                    .push(" AND id > ")
+            let (column, cmp, dir) = match filter.order {
+                HostOrder::Hostname => ("hostname", ">", ""),
+                HostOrder::HostnameDesc => ("hostname", "<", " DESC"),
+                HostOrder::LastSeen => ("COALESCE(last_checkin, 0)", ">", ""),
+                HostOrder::LastSeenDesc => ("COALESCE(last_checkin, 0)", "<", " DESC"),
+            };
+            if let Some((key, id)) = after {
+                q.push(format_args!(" AND ({column} {cmp} "));
+                match filter.order {
+                    HostOrder::Hostname | HostOrder::HostnameDesc => {
+                        q.push_bind(key).push(format_args!(" OR ({column} = "));
+                        q.push_bind(key);
+                    }
+                    HostOrder::LastSeen | HostOrder::LastSeenDesc => {
+                        let t: i64 = key.parse().map_err(|_| {
+                            StoreError::Corrupt(format!(
+                                "a host listing's position {key:?} is not a time"
+                            ))
+                        })?;
+                        q.push_bind(t).push(format_args!(" OR ({column} = "));
+                        q.push_bind(t);
+                    }
+                }
+                q.push(format_args!(" AND id {cmp} "))
                     .push_bind(id)
                     .push("))");
             }
@@ -1358,7 +1429,7 @@ impl Store {
                 }
                 q.push(")");
             }
-            q.push(" ORDER BY hostname, id LIMIT ")
+            q.push(format_args!(" ORDER BY {column}{dir}, id{dir} LIMIT "))
                 .push_bind(i64::from(limit));
             let rows: Vec<HostRecord> = q.build_query_as().fetch_all(pool).await?;
             let mut hosts = Vec::with_capacity(rows.len());

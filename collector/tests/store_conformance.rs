@@ -6,8 +6,8 @@
 use muster_catalog::{Catalog, Detection, HostFacts, Inventory, Item, ItemKind, Presence, Section};
 use muster_collector::pki::Issued;
 use muster_collector::store::{
-    CheckIn, CheckInOutcome, Database, EnrollError, HostFilter, ImportOutcome, Store, TokenError,
-    now,
+    CheckIn, CheckInOutcome, Database, EnrollError, HostFilter, HostOrder, ImportOutcome, Store,
+    TokenError, now,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -594,6 +594,65 @@ async fn host_filters_and_pages() {
         assert_eq!(seen, ["web_0", "web_1", "web_2", "web_3", "web_4"]);
         let counts = store.fleet_counts(now() - 3600, &[]).await.unwrap();
         assert_eq!((counts.hosts, counts.reporting, counts.stale), (5, 5, 0));
+
+        // In every order, pages of two give every host once, as sorting
+        // them all would (a host that never checked in is the oldest).
+        enroll(&store, "web_5").await;
+        let all = all_hosts(&store).await;
+        for (name, order) in HostOrder::ALL {
+            let mut expected: Vec<(i64, String, String)> = all
+                .iter()
+                .map(|h| {
+                    (
+                        h.last_checkin.unwrap_or(0),
+                        h.facts.hostname.clone(),
+                        h.id.clone(),
+                    )
+                })
+                .collect();
+            match order {
+                HostOrder::Hostname | HostOrder::HostnameDesc => {
+                    expected.sort_by(|a, b| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
+                }
+                HostOrder::LastSeen | HostOrder::LastSeenDesc => {
+                    expected.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)))
+                }
+            }
+            if matches!(order, HostOrder::HostnameDesc | HostOrder::LastSeenDesc) {
+                expected.reverse();
+            }
+            let f = HostFilter {
+                order,
+                ..Default::default()
+            };
+            let mut seen = Vec::new();
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = store
+                    .hosts_page(&f, after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())), 2)
+                    .await
+                    .unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                after = page.last().map(|h| (order.key_of(h), h.id.clone()));
+                seen.extend(page.into_iter().map(|h| h.id));
+            }
+            let expected: Vec<String> = expected.into_iter().map(|e| e.2).collect();
+            assert_eq!(seen, expected, "sort={name}");
+        }
+        let oldest = store
+            .hosts_page(
+                &HostFilter {
+                    order: HostOrder::LastSeen,
+                    ..Default::default()
+                },
+                None,
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(oldest[0].facts.hostname, "web_5");
     })
     .await;
 }
@@ -1289,6 +1348,71 @@ async fn operator_tokens_are_found_by_hash_expire_and_are_revoked_by_name_or_id(
             ]
         );
         assert!(again.id > short.id);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn console_sessions_speak_for_their_token_until_it_or_they_end() {
+    use muster_collector::store::{SessionAuth, TokenCreated};
+    on_every_backend(|store| async move {
+        let t = now();
+        let TokenCreated::Created(alice) = store
+            .create_operator_token("alice", "token-a", None)
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        let TokenCreated::Created(bob) = store
+            .create_operator_token("bob", "token-b", Some(t + 500))
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        store
+            .create_console_session("s-alice", alice.id, t + 1000)
+            .await
+            .unwrap();
+        store
+            .create_console_session("s-bob", bob.id, t + 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.console_session("s-alice", t).await.unwrap(),
+            SessionAuth::Valid(alice.clone())
+        );
+        assert_eq!(
+            store.console_session("nope", t).await.unwrap(),
+            SessionAuth::Unknown
+        );
+        // The session's own end, and its token's expiry, end it.
+        assert_eq!(
+            store.console_session("s-alice", t + 1000).await.unwrap(),
+            SessionAuth::Ended
+        );
+        assert!(matches!(
+            store.console_session("s-bob", t + 499).await.unwrap(),
+            SessionAuth::Valid(k) if k.id == bob.id
+        ));
+        assert_eq!(
+            store.console_session("s-bob", t + 500).await.unwrap(),
+            SessionAuth::Ended
+        );
+        // Revoking the token ends its sessions at once.
+        store.revoke_operator_token("alice").await.unwrap();
+        assert_eq!(
+            store.console_session("s-alice", t).await.unwrap(),
+            SessionAuth::Ended
+        );
+        // Signing out forgets the session; twice is harmless.
+        assert!(store.end_console_session("s-bob").await.unwrap());
+        assert!(!store.end_console_session("s-bob").await.unwrap());
+        assert_eq!(
+            store.console_session("s-bob", t).await.unwrap(),
+            SessionAuth::Unknown
+        );
     })
     .await;
 }

@@ -225,6 +225,28 @@ fn every_endpoint_answers_a_token_and_matches_the_openapi_document() {
     assert_eq!(only(&second), ["bravo"]);
     assert!(second["next"].is_null(), "{second}");
     assert_eq!(second["hosts"][0]["id"], bravo.as_str());
+    // Sorted the other way, pages chain too; by check-in, in time order.
+    let first = list("sort=-hostname&limit=1");
+    assert_eq!(only(&first), ["bravo"]);
+    let next = first["next"].as_str().expect("a next page");
+    assert_eq!(
+        only(&list(&format!("sort=-hostname&limit=1&after={next}"))),
+        ["alpha"]
+    );
+    for (sort, newest_first) in [("last_seen", false), ("-last_seen", true)] {
+        let v = list(&format!("sort={sort}"));
+        let mut times: Vec<&str> = v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["last_checkin"].as_str().unwrap())
+            .collect();
+        assert_eq!(times.len(), 2, "{v}");
+        if newest_first {
+            times.reverse();
+        }
+        assert!(times.is_sorted(), "sort={sort}: {v}");
+    }
 
     // Every request is logged with the operator's name.
     let log = c.log();
@@ -458,7 +480,12 @@ fn bad_input_gets_a_clear_json_error_never_a_500() {
         "not_found",
     );
     refused("/api/v1/nowhere", 404, "not_found");
-    refused("/elsewhere", 404, "not_found");
+    // Outside /api/v1/ is the console's, which answers in HTML.
+    let r = api.get("/elsewhere", Some(&token));
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (404, Some("text/html; charset=utf-8"))
+    );
 
     for (query, parameter) in [
         ("stale=maybe", "stale"),
@@ -472,6 +499,9 @@ fn bad_input_gets_a_clear_json_error_never_a_500() {
         ("limit=1001", "limit"),
         ("limit=ten", "limit"),
         ("after=not-a-cursor", "after"),
+        ("sort=newest", "sort"),
+        // A position by hostname, read in the order of check-ins.
+        ("sort=last_seen&after=5b22616c706861222c2278225d", "after"),
         ("vendr=kaspersky", "vendr"),
         ("name=a&name=b", "name"),
         ("name=%zz", "name"),

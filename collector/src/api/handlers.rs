@@ -6,6 +6,7 @@ use super::query::{self, Params};
 use super::{ApiError, OPENAPI, Operator, json_response, views};
 use crate::server::State;
 use crate::service::OperatorService;
+use crate::store::HostOrder;
 use axum::Extension;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery};
@@ -29,7 +30,7 @@ fn ok(body: &Value) -> Answer {
 }
 
 /// A gRPC-shaped request carrying the operator, for the service functions.
-fn request<T>(who: &Operator, msg: T) -> tonic::Request<T> {
+pub(crate) fn request<T>(who: &Operator, msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.extensions_mut().insert(who.peer());
     r
@@ -59,7 +60,9 @@ pub async fn summary(
     ok(&views::summary_json(&s))
 }
 
-const HOST_PARAMS: &[&str] = &[
+/// The query parameters of a host listing (`GET /hosts`, and the
+/// console's hosts table).
+pub(crate) const HOST_PARAMS: &[&str] = &[
     "product",
     "vendor",
     "category",
@@ -69,16 +72,26 @@ const HOST_PARAMS: &[&str] = &[
     "stale",
     "name",
     "include_superseded",
+    "sort",
     "limit",
     "after",
 ];
 
-pub async fn hosts(
-    axum::extract::State(st): Api,
-    Extension(who): Extension<Operator>,
-    RawQuery(q): RawQuery,
-) -> Answer {
-    let p = query::parse(q.as_deref(), HOST_PARAMS)?;
+/// A host listing as its query parameters ask for it.
+pub(crate) struct Listing {
+    pub filter: crate::store::HostFilter,
+    pub policy: Option<muster_catalog::Policy>,
+    pub after: Option<(String, String)>,
+    pub limit: usize,
+}
+
+/// Reads a host listing's parameters ([`HOST_PARAMS`]); a bad value is a
+/// 400 naming its parameter.
+pub(crate) fn listing(
+    svc: &OperatorService,
+    p: &Params,
+    default_limit: u64,
+) -> Result<Listing, ApiError> {
     let text = |n: &str| p.text(n).unwrap_or_default().to_string();
     let r = v1::ListHostsRequest {
         product: text("product"),
@@ -91,20 +104,54 @@ pub async fn hosts(
         name: text("name"),
         include_superseded: p.flag("include_superseded")?,
     };
-    let limit = p.number("limit", 1, HOSTS_LIMIT_MAX, HOSTS_LIMIT_DEFAULT)? as usize;
+    let limit = p.number("limit", 1, HOSTS_LIMIT_MAX, default_limit)? as usize;
+    let order = match p.text("sort") {
+        None => HostOrder::default(),
+        Some(s) => HostOrder::parse(s).ok_or_else(|| {
+            ApiError::bad_parameter(
+                "sort",
+                format!("sort={s:?}: use hostname, -hostname, last_seen or -last_seen"),
+            )
+        })?,
+    };
     let after = p
         .text("after")
         .map(|c| query::read_cursor("after", c))
         .transpose()?;
+    if let Some((key, _)) = &after
+        && matches!(order, HostOrder::LastSeen | HostOrder::LastSeenDesc)
+        && key.parse::<i64>().is_err()
+    {
+        return Err(ApiError::bad_parameter(
+            "after",
+            "after is a position in another order than sort asks for (use the `next` of a page in the same order)",
+        ));
+    }
+    let (mut filter, policy) = svc.host_filter(&r)?;
+    filter.order = order;
+    Ok(Listing {
+        filter,
+        policy,
+        after,
+        limit,
+    })
+}
+
+pub async fn hosts(
+    axum::extract::State(st): Api,
+    Extension(who): Extension<Operator>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    let p = query::parse(q.as_deref(), HOST_PARAMS)?;
     let svc = OperatorService(st);
-    let (filter, policy) = svc.host_filter(&r)?;
+    let l = listing(&svc, &p, HOSTS_LIMIT_DEFAULT)?;
     let (hosts, next) = svc
-        .hosts_matching(&filter, policy.as_ref(), after, limit)
+        .hosts_matching(&l.filter, l.policy.as_ref(), l.after, l.limit)
         .await?;
     tracing::debug!(operator = %who.name, hosts = hosts.len(), "hosts listed");
     ok(&json!({
         "hosts": hosts.iter().map(views::host_json).collect::<Vec<_>>(),
-        "next": next.map(|(hostname, id)| query::cursor(&hostname, &id)),
+        "next": next.map(|(key, id)| query::cursor(&key, &id)),
     }))
 }
 
@@ -148,7 +195,7 @@ pub async fn campaigns(
 }
 
 /// A campaign's status, or 404.
-async fn status_of(
+pub(crate) async fn status_of(
     st: Arc<State>,
     name: &str,
 ) -> Result<crate::campaign::CampaignStatus, ApiError> {
@@ -299,7 +346,7 @@ pub async fn openapi(q: RawQuery) -> Answer {
         .into_response())
 }
 
-pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+pub async fn no_route(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> ApiError {
     ApiError::not_found(format!(
         "no endpoint {} (GET /api/v1/openapi.json lists them)",
         uri.path()

@@ -9,7 +9,7 @@
 //! store queries as the gRPC `Operator` service, and answers with the same
 //! JSON as the `muster` command line's `--format json` ([`views`]).
 
-mod handlers;
+pub(crate) mod handlers;
 pub mod query;
 pub mod views;
 
@@ -298,8 +298,13 @@ async fn guard(
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query_len = req.uri().query().map_or(0, str::len);
+    // The whole URI: inside `/api/v1` the router sees only the rest.
+    let full = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().clone(), |u| u.0.clone());
+    let path = full.path().to_string();
+    let query_len = full.query().map_or(0, str::len);
     let mut response = if query_len > query::MAX_QUERY {
         tracing::warn!(peer = %conn.remote, %method, path = %path, query_len, "api request refused: query string too long");
         ApiError::uri_too_long(query_len).into_response()
@@ -307,7 +312,7 @@ async fn guard(
         match authenticate(&state, req.headers(), &conn).await {
             Ok(who) => {
                 req.extensions_mut().insert(who.clone());
-                let uri = req.uri().to_string();
+                let uri = full.to_string();
                 let r = next.run(req).await;
                 tracing::info!(
                     operator = %who.name,
@@ -343,7 +348,8 @@ async fn guard(
     response
 }
 
-/// The API's routes, under `/api/v1/`, behind [`guard`].
+/// The API's routes, under `/api/v1/` behind [`guard`], and the console's
+/// pages beside them.
 pub fn router(state: Arc<State>) -> axum::Router {
     use axum::routing::get;
     let api = axum::Router::new()
@@ -358,12 +364,13 @@ pub fn router(state: Arc<State>) -> axum::Router {
         .route("/catalog/policies", get(handlers::policies))
         .route("/exporters", get(handlers::exporters))
         .route("/me", get(handlers::me))
-        .route("/openapi.json", get(handlers::openapi));
-    axum::Router::new()
-        .nest("/api/v1", api)
+        .route("/openapi.json", get(handlers::openapi))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::no_method)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
+    axum::Router::new()
+        .nest("/api/v1", api)
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
 }
 

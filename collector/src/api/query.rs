@@ -130,9 +130,10 @@ impl Params {
 }
 
 /// The opaque position of a host listing's next page: the last host's
-/// hostname and id, as hex of a JSON pair.
-pub fn cursor(hostname: &str, id: &str) -> String {
-    hex::encode(serde_json::json!([hostname, id]).to_string())
+/// sort key (its hostname, or its last check-in) and id, as hex of a JSON
+/// pair.
+pub fn cursor(key: &str, id: &str) -> String {
+    hex::encode(serde_json::json!([key, id]).to_string())
 }
 
 /// Reads a [`cursor`]; `name` is the parameter it came in.

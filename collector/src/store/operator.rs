@@ -219,6 +219,98 @@ impl Store {
     }
 }
 
+/// What a console session cookie is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionAuth {
+    /// Good: the session speaks for this token's operator.
+    Valid(OperatorToken),
+    /// No such session (never made, signed out, or purged).
+    Unknown,
+    /// The session, or its token, expired, or the token was revoked.
+    Ended,
+}
+
+/// A session and its token, as read.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    ends: i64,
+    #[sqlx(flatten)]
+    token: OperatorToken,
+}
+
+impl Store {
+    /// Stores a console session for token `token_id`, known by the hash
+    /// of its secret, until `expires_at`; drops sessions that have ended.
+    pub async fn create_console_session(
+        &self,
+        session_hash: &str,
+        token_id: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let t = now();
+        on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+                .bind(t)
+                .execute(pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO console_sessions (session_hash, token_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(session_hash)
+            .bind(token_id)
+            .bind(t)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// What the session with this hash is, as of `at`: valid only while
+    /// the session and its token are both unexpired and the token is not
+    /// revoked.
+    pub async fn console_session(
+        &self,
+        session_hash: &str,
+        at: i64,
+    ) -> Result<SessionAuth, StoreError> {
+        on_pool!(self, |pool| {
+            let row: Option<SessionRow> = sqlx::query_as(
+                "SELECT s.expires_at AS ends, t.id, t.name, t.created_at, t.expires_at, t.revoked_at, \
+                 t.last_used_at FROM console_sessions s \
+                 JOIN operator_tokens t ON t.id = s.token_id WHERE s.session_hash = $1",
+            )
+            .bind(session_hash)
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                None => SessionAuth::Unknown,
+                Some(SessionRow { ends, token })
+                    if ends <= at
+                        || token.revoked_at.is_some()
+                        || token.expires_at.is_some_and(|e| e <= at) =>
+                {
+                    SessionAuth::Ended
+                }
+                Some(SessionRow { token, .. }) => SessionAuth::Valid(token),
+            })
+        })
+    }
+
+    /// Ends the session with this hash (sign-out); `false` when there was
+    /// none.
+    pub async fn end_console_session(&self, session_hash: &str) -> Result<bool, StoreError> {
+        on_pool!(self, |pool| {
+            let r = sqlx::query("DELETE FROM console_sessions WHERE session_hash = $1")
+                .bind(session_hash)
+                .execute(pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
