@@ -59,8 +59,9 @@ enum Cmd {
         /// config's `database`, else DIR/muster.db]
         #[arg(long)]
         database: Option<String>,
-        /// Address of the HTTP API (HTTPS, /api/v1/), or `off` [default:
-        /// the config's `http_listen`, 127.0.0.1:8444]
+        /// Address of the HTTP API (HTTPS, /api/v1/) and the web console
+        /// (/), or `off` [default: the config's `http_listen`,
+        /// 127.0.0.1:8444]
         #[arg(long, value_name = "ADDR:PORT")]
         http_listen: Option<String>,
     },
@@ -69,7 +70,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
-    /// Manage operator tokens: the bearer tokens of the HTTP API
+    /// Manage operator tokens: the bearer tokens of the HTTP API, and
+    /// what operators sign in to the console with
     OperatorToken {
         #[command(subcommand)]
         cmd: OperatorTokenCmd,
@@ -945,7 +947,7 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
     }
     let (tls_now, tls) = tokio::sync::watch::channel(Arc::new(tls));
     if let Some(l) = http_listener {
-        tracing::info!(listen = %l.local_addr()?, "HTTP API served at /api/v1/");
+        tracing::info!(listen = %l.local_addr()?, "HTTP API served at /api/v1/, the console at /");
         let mut stopping = stopping.clone();
         let (state, tls) = (state.clone(), tls.clone());
         background.push(tokio::spawn(async move {
