@@ -25,6 +25,18 @@ fn stored_checkins(c: &Collector) -> HashSet<(String, i64)> {
     })
 }
 
+/// The (agent id, sequence) pairs a run's `--record` file lists.
+fn acknowledged(record: &std::path::Path) -> Vec<(String, i64)> {
+    std::fs::read_to_string(record)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (id, seq) = l.split_once(' ').unwrap();
+            (id.to_string(), seq.parse().unwrap())
+        })
+        .collect()
+}
+
 #[test]
 fn every_check_in_the_load_generator_counts_is_stored() {
     let c = Collector::start();
@@ -82,17 +94,34 @@ fn every_check_in_the_load_generator_counts_is_stored() {
         let accepted = v["accepted"].as_u64().unwrap();
         assert!(accepted > 0, "{mode}: nothing accepted: {v}");
         assert_eq!(v["errors"], 0, "{mode}: {v}");
-        let lines: Vec<(String, i64)> = std::fs::read_to_string(&record)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (id, seq) = l.split_once(' ').unwrap();
-                (id.to_string(), seq.parse().unwrap())
-            })
-            .collect();
+        let lines = acknowledged(&record);
         assert_eq!(lines.len() as u64, accepted, "{mode}");
         counted.extend(lines);
     }
+    // The whole fleet at once, each agent once: every one is served.
+    let record = c.dir.join("acked-once.txt");
+    let out = ok(loadgen()
+        .args(["run", "--collector", &c.url(), "--state-dir"])
+        .arg(&state)
+        .args(["--once", "--duration", "60s", "--mode", "full"])
+        .args(["--concurrency", "50", "--format", "json", "--record"])
+        .arg(&record));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    assert_eq!(
+        (&v["accepted"], &v["once"]["given_up"]),
+        (&serde_json::json!(100), &serde_json::json!(0)),
+        "{v}"
+    );
+    assert!(
+        v["once"]["all_served_s"]
+            .as_f64()
+            .is_some_and(|s| s <= 60.0),
+        "{v}"
+    );
+    let lines = acknowledged(&record);
+    let agents: HashSet<&String> = lines.iter().map(|(id, _)| id).collect();
+    assert_eq!((lines.len(), agents.len()), (100, 100), "each agent once");
+    counted.extend(lines);
     let stored = stored_checkins(&c);
     let missing: Vec<_> = counted.iter().filter(|k| !stored.contains(k)).collect();
     assert!(

@@ -132,6 +132,12 @@ struct RunArgs {
     /// Write every acknowledged (agent id, sequence) to this file, one per line
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Every agent checks in once, all at the start, as a fleet does when
+    /// its collector comes back: a deferred or failed check-in is retried
+    /// after a pause until it is accepted or --duration ends (the agent
+    /// gives up). Reports how long until every agent was served.
+    #[arg(long)]
+    once: bool,
     /// table for people, json for machines
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -527,6 +533,10 @@ struct Sim {
 #[derive(Default)]
 struct Tally {
     accepted: u64,
+    /// `--once`: agents not served before the end.
+    given_up: u64,
+    /// `--once`: seconds from the start until the last agent was served.
+    last_served: f64,
     errors: BTreeMap<String, u64>,
     latencies_us: Vec<u32>,
     acknowledged: Vec<(String, u64)>,
@@ -696,6 +706,7 @@ async fn run(a: RunArgs) -> Result<()> {
         sources,
         collector_pid,
         record,
+        once,
         format,
     } = a;
     let duration = parse_duration(&duration)?;
@@ -768,6 +779,47 @@ async fn run(a: RunArgs) -> Result<()> {
             .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8]));
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w as u64 + 1));
+            if once {
+                for sim in &mut shard {
+                    loop {
+                        if Instant::now() >= deadline {
+                            tally.lock().unwrap_or_else(|e| e.into_inner()).given_up += 1;
+                            break;
+                        }
+                        let t = Instant::now();
+                        let outcome = check_in(sim, &collector, &ca, mode, bind, 0, &names).await;
+                        let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                        let served = {
+                            let mut tl = tally.lock().unwrap_or_else(|e| e.into_inner());
+                            match outcome {
+                                Ok(seq) => {
+                                    tl.accepted += 1;
+                                    tl.latencies_us.push(us);
+                                    tl.last_served =
+                                        tl.last_served.max(start.elapsed().as_secs_f64());
+                                    if recording {
+                                        tl.acknowledged.push((sim.identity.id.clone(), seq));
+                                    }
+                                    true
+                                }
+                                Err(kind) => {
+                                    *tl.errors.entry(kind).or_default() += 1;
+                                    false
+                                }
+                            }
+                        };
+                        if served {
+                            break;
+                        }
+                        // An agent's retry: half a second to a second and
+                        // a half later, spread so retries do not come back
+                        // together.
+                        let pause = 500 + rng.next_u64() % 1000;
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                }
+                return;
+            }
             let mut k = 0;
             while Instant::now() < deadline {
                 if let Some(r) = rate {
@@ -838,7 +890,17 @@ async fn run(a: RunArgs) -> Result<()> {
         })
     });
     let mode = format!("{mode:?}").to_lowercase();
-    Report::new(&mode, n_agents, workers, elapsed, tl, collector_figures).print(format)
+    let once = once.then(|| {
+        serde_json::json!({
+            "given_up": tl.given_up,
+            "all_served_s": (tl.given_up == 0).then(|| (tl.last_served * 10.0).round() / 10.0),
+        })
+    });
+    let mut report = Report::new(&mode, n_agents, workers, elapsed, tl, collector_figures);
+    if let Some(o) = once {
+        report.0["once"] = o;
+    }
+    report.print(format)
 }
 
 /// What a run measured, as the table and the JSON show it.
@@ -918,6 +980,18 @@ impl Report {
             ("errors", errors),
         ] {
             t.add_row([k.to_string(), v]);
+        }
+        if let Some(o) = r["once"].as_object() {
+            t.add_row([
+                "every agent once: all served after / gave up".to_string(),
+                format!(
+                    "{} / {}",
+                    o["all_served_s"]
+                        .as_f64()
+                        .map_or("not all".to_string(), |s| format!("{s} s")),
+                    o["given_up"]
+                ),
+            ]);
         }
         if let Some(c) = r["collector"].as_object() {
             t.add_row([
