@@ -4,6 +4,7 @@
 pub mod fleetgen;
 pub mod https;
 pub mod openapi;
+pub mod sample;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

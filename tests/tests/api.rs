@@ -4,58 +4,10 @@
 
 use muster_tests::https::Reply;
 use muster_tests::openapi::Spec;
+use muster_tests::sample::{fleet, id_of};
 use muster_tests::*;
 use serde_json::Value;
 use std::path::Path;
-
-const KESL: (&str, &str, &str) = ("kesl", "11.1.0.3013", "install ok installed");
-const BASH: (&str, &str, &str) = ("bash", "5.2", "install ok installed");
-
-/// A collector (with a file exporter, so the exporters' list has one)
-/// where `alpha` runs a banned Kaspersky product and `bravo` is clean, both
-/// reported by real agents; an asset list with one asset without agent.
-fn fleet() -> Collector {
-    let c = Collector::start_with(|data| {
-        let cfg = data.join("collector.toml");
-        let text = std::fs::read_to_string(&cfg).unwrap();
-        let events = data.join("events.jsonl");
-        std::fs::write(
-            &cfg,
-            format!("{text}\n[[export]]\nname = \"lake\"\nkind = \"file\"\naddress = {events:?}\n"),
-        )
-        .unwrap();
-    });
-    for (name, packages) in [("alpha", vec![KESL, BASH]), ("bravo", vec![BASH])] {
-        let state = c.dir.join(&format!("agent-{name}"));
-        let root = c.dir.join(&format!("img-{name}"));
-        c.enroll(&state);
-        linux_image(
-            &root,
-            name,
-            &packages,
-            &["kesl.service"][..usize::from(name == "alpha")],
-        );
-        let out = agent_once(&state, &root);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let csv = c.dir.join("assets.csv");
-    std::fs::write(&csv, "hostname,owner\nalpha,ops\ncharlie,finance\n").unwrap();
-    c.muster(&["assets", "import", csv.to_str().unwrap()]);
-    c
-}
-
-fn id_of(c: &Collector, hostname: &str) -> String {
-    c.hosts()
-        .iter()
-        .find(|h| h["hostname"] == hostname)
-        .and_then(|h| h["id"].as_str())
-        .unwrap_or_else(|| panic!("no host {hostname}"))
-        .to_string()
-}
 
 /// The OpenAPI document, as the collector serves it.
 fn spec(c: &Collector, token: &str) -> Spec {
