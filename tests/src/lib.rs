@@ -43,6 +43,26 @@ pub fn bin_dir() -> &'static Path {
         if profile != "debug" {
             cmd.args(["--profile", &profile]);
         }
+        // Cargo gives a test the variables of the package it belongs to;
+        // build scripts that watch them (ring's watches
+        // CARGO_MANIFEST_DIR) would then rebuild here, and again in the
+        // next plain `cargo test`, each time.
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    &*n,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                )
+            {
+                cmd.env_remove(&name);
+            }
+        }
         let st = cmd.status().expect("run cargo build");
         assert!(st.success(), "cargo build of the binaries failed");
         dir
