@@ -34,6 +34,16 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a header that may repeat (`Set-Cookie`).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// The body as JSON; panics, showing it, when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
@@ -103,6 +113,30 @@ impl Https {
 
     /// Any request, headers as given.
     pub fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(method, target, headers, b"")
+    }
+
+    /// `POST target` of an HTML form's fields, URL-encoded as a browser
+    /// sends them, with any further headers (a `Cookie`, say).
+    pub fn post_form(
+        &self,
+        target: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let body = fields
+            .iter()
+            .map(|(n, v)| format!("{}={}", form_encode(n), form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        all.extend_from_slice(headers);
+        self.send("POST", target, &all, body.as_bytes())
+    }
+
+    /// Any request with a body (`Content-Length` added when it has one, or
+    /// is a POST).
+    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
         let conn = rustls::ClientConnection::new(self.config.clone(), name).expect("client");
         let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port))
@@ -117,8 +151,13 @@ impl Https {
         for (n, v) in headers {
             req.push_str(&format!("{n}: {v}\r\n"));
         }
+        if !body.is_empty() || method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         req.push_str("\r\n");
-        tls.write_all(req.as_bytes()).expect("send the request");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        tls.write_all(&bytes).expect("send the request");
         let mut raw = Vec::new();
         match tls.read_to_end(&mut raw) {
             Ok(_) => {}
@@ -129,6 +168,19 @@ impl Https {
         }
         parse(&raw)
     }
+}
+
+/// `application/x-www-form-urlencoded` escaping of one name or value.
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                char::from(b).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn parse(raw: &[u8]) -> Reply {
