@@ -1,6 +1,7 @@
 //! Test harness: builds the real binaries once, then starts real collectors
 //! and agents in temporary folders on loopback. Nothing is mocked.
 
+pub mod browser;
 pub mod fleetgen;
 pub mod https;
 pub mod openapi;
