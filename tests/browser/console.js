@@ -369,20 +369,22 @@ async function operator(browser) {
 }
 
 async function withoutJavaScript(browser) {
-  step('without JavaScript: sign in, overview, a host');
+  step('without JavaScript: a link to a host, sign in, the host, the overview');
   const context = await browser.newContext({ javaScriptEnabled: false });
   const page = watch(await context.newPage(), 'no-js');
   try {
-    await page.goto(BASE);
-    check(pathOf(page) === '/signin', `GET / ends on ${page.url()}`);
+    // A link someone sent: signing in leads back to it.
+    await page.goto(url(`/hosts/${ALPHA_ID}`));
+    check(pathOf(page) === '/signin', `a host page without a session ends on ${page.url()}`);
     let r = await signIn(page, TOKEN);
-    check(pathOf(page) === '/', `signing in without JavaScript ends on ${page.url()}`);
-    await checkFrame(page, r);
-    check((await mainText(page)).includes('Kaspersky'), 'the overview names Kaspersky');
-    r = await page.goto(url(`/hosts/${ALPHA_ID}`));
+    check(pathOf(page) === `/hosts/${ALPHA_ID}`, `signing in without JavaScript ends on ${page.url()}`);
     await checkFrame(page, r);
     check((await mainText(page)).includes('kesl'), 'the host page shows kesl');
     await shot(page, 'host-nojs.png');
+    r = await navTo(page, 'Overview');
+    check(pathOf(page) === '/', `the Overview link leads to ${page.url()}`);
+    await checkFrame(page, r);
+    check((await mainText(page)).includes('Kaspersky'), 'the overview names Kaspersky');
   } catch (e) {
     await shot(page, 'failure-nojs.png').catch(() => {});
     throw e;

@@ -68,10 +68,12 @@ fn sign_in(api: &Https, token: &str) -> String {
     session_cookie(&r).unwrap_or_else(|| panic!("no session cookie: {:?}", r.headers))
 }
 
-/// `r` sends the operator to the sign-in page.
-fn is_sign_in(r: &Reply) -> bool {
-    (r.status == 303 && r.header("location").is_some_and(|l| l.ends_with("/signin")))
-        || r.text().contains("name=\"token\"")
+/// `r` is a 303 to the sign-in page (which may carry `?next=`, the page
+/// to return to).
+fn to_sign_in(r: &Reply) -> bool {
+    r.status == 303
+        && r.header("location")
+            .is_some_and(|l| l == "/signin" || l.starts_with("/signin?"))
 }
 
 /// `Content-Security-Policy` as directive → sources.
@@ -104,8 +106,7 @@ fn every_page_needs_a_session_and_sends_strict_security_headers() {
     ];
     for page in &pages {
         let r = api.get(page, None);
-        assert_eq!(r.status, 303, "{page} without a session: {}", r.text());
-        assert_eq!(r.header("location"), Some("/signin"), "{page}");
+        assert!(to_sign_in(&r), "{page} without a session: {r:?}");
         assert!(session_cookie(&r).is_none(), "{page}");
     }
     let cookie = sign_in(&api, &c.operator_token("headers", "1h"));
@@ -214,9 +215,33 @@ fn signing_in_sets_a_strict_cookie_and_a_wrong_token_gets_401() {
     let cookie = session_cookie(&r).unwrap();
     let r = api.request("GET", "/", &[("Cookie", &cookie)]);
     assert_eq!(r.status, 200, "{}", r.text());
+
+    // Signing in returns to the page asked for, and only to this site.
+    let r = api.get("/coverage?x=1", None);
+    assert!(to_sign_in(&r), "{r:?}");
+    let back = |next: &str| {
+        let r = api.post_form("/signin", &[("token", &token), ("next", next)], &[]);
+        assert!(r.status == 303 || r.status == 400, "next={next:?}: {r:?}");
+        r.header("location").map(str::to_string)
+    };
+    assert_eq!(back("/coverage?x=1").as_deref(), Some("/coverage?x=1"));
+    for elsewhere in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "\\evil.example",
+        "javascript:alert(1)",
+    ] {
+        let to = back(elsewhere);
+        assert!(
+            to.as_deref().is_none_or(|l| l == "/"),
+            "next={elsewhere:?} sends the browser to {to:?}"
+        );
+    }
     // A made-up session is no session.
     let r = api.request("GET", "/", &[("Cookie", "muster_session=made-up")]);
-    assert!(is_sign_in(&r), "{} {}", r.status, r.text());
+    assert!(to_sign_in(&r), "{} {}", r.status, r.text());
 }
 
 #[test]
@@ -234,7 +259,7 @@ fn signing_out_or_revoking_the_token_ends_the_session() {
     assert_eq!(r.header("location"), Some("/signin"));
     let r = get(&cookie);
     assert!(
-        is_sign_in(&r),
+        to_sign_in(&r),
         "after signing out: {} {}",
         r.status,
         r.text()
@@ -249,6 +274,6 @@ fn signing_out_or_revoking_the_token_ends_the_session() {
         .arg(c.data())
         .arg("revoked"));
     let r = get(&cookie);
-    assert!(is_sign_in(&r), "after revoking: {} {}", r.status, r.text());
+    assert!(to_sign_in(&r), "after revoking: {} {}", r.status, r.text());
     assert_eq!(get(&other).status, 200, "another token's session stays");
 }
