@@ -277,3 +277,48 @@ fn signing_out_or_revoking_the_token_ends_the_session() {
     assert!(to_sign_in(&r), "after revoking: {} {}", r.status, r.text());
     assert_eq!(get(&other).status, 200, "another token's session stays");
 }
+
+/// What an agent reports is data, never markup: a hostile endpoint's
+/// hostname and package version come out escaped on every page that
+/// shows them, and on the report.
+#[test]
+fn what_an_agent_reports_is_escaped_on_every_page() {
+    const HOSTNAME: &str = "<meta http-equiv=refresh content='0;url=https://evil.example/'>\"x";
+    let c = Collector::start();
+    let (state, root) = (c.dir.join("agent"), c.dir.join("img"));
+    c.enroll(&state);
+    linux_image(
+        &root,
+        HOSTNAME,
+        &[("kesl", "11<b>1</b>", "install ok installed")],
+        &[],
+    );
+    let out = agent_once(&state, &root);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = id_of(&c, HOSTNAME);
+    let api = c.api(None);
+    let cookie = sign_in(&api, &c.operator_token("escapes", "1h"));
+    for page in [
+        "/".to_string(),
+        "/hosts".into(),
+        format!("/hosts/{id}"),
+        "/campaigns/bod-17-01".into(),
+        "/campaigns/bod-17-01/report".into(),
+    ] {
+        let r = api.request("GET", &page, &[("Cookie", &cookie)]);
+        assert_eq!(r.status, 200, "{page}: {}", r.text());
+        let text = r.text();
+        assert!(
+            text.contains("&lt;meta http-equiv=refresh"),
+            "{page} does not show the hostname: {text}"
+        );
+        assert!(!text.contains("<meta http-equiv=refresh"), "{page}: {text}");
+        assert!(!text.contains("<b>1</b>"), "{page}: {text}");
+    }
+    let r = api.request("GET", &format!("/hosts/{id}"), &[("Cookie", &cookie)]);
+    assert!(r.text().contains("11&lt;b&gt;1&lt;/b&gt;"), "{}", r.text());
+}
