@@ -997,7 +997,7 @@ pub fn render_html(s: &CampaignStatus, catalog_version: &str) -> String {
 
     // Burn-down.
     o.push_str("<section>\n<h2>Burn-down</h2>\n");
-    render_chart(&mut o, s, "during the campaign");
+    render_chart(&mut o, &s.daily, &s.campaign, "during the campaign");
     o.push_str("</section>\n");
 
     // Overdue.
@@ -1213,8 +1213,13 @@ fn render_host(o: &mut String, h: &AffectedHost, i: usize, overdue: bool) {
 /// cleared hosts as a step line, dashed markers at identify-by and remove-by
 /// (when they fall in the days shown). `period` ends the caption's
 /// "hosts cleared …".
-pub(crate) fn render_chart(o: &mut String, s: &CampaignStatus, period: &str) {
-    let days: Vec<(&String, &DayCount)> = s.daily.iter().collect();
+pub(crate) fn render_chart(
+    o: &mut String,
+    daily: &BTreeMap<String, DayCount>,
+    c: &CampaignInfo,
+    period: &str,
+) {
+    let days: Vec<(&String, &DayCount)> = daily.iter().collect();
     let n = days.len();
     if n == 0 {
         o.push_str(
@@ -1333,8 +1338,8 @@ pub(crate) fn render_chart(o: &mut String, s: &CampaignStatus, period: &str) {
     // Deadline markers.
     if let Some(first) = first_day {
         let marks = [
-            ("identify-by", s.campaign.identify_by, MT - 20.0),
-            ("remove-by", s.campaign.remove_by, MT - 8.0),
+            ("identify-by", c.identify_by, MT - 20.0),
+            ("remove-by", c.remove_by, MT - 8.0),
         ];
         for (label, ts, ty) in marks {
             let d = ts.div_euclid(DAY);

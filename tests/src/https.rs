@@ -10,7 +10,8 @@ use std::sync::Arc;
 /// A client for `https://localhost:PORT`.
 pub struct Https {
     config: Arc<rustls::ClientConfig>,
-    port: u16,
+    /// The port on localhost.
+    pub port: u16,
 }
 
 /// An HTTP response.

@@ -242,6 +242,24 @@ fn signing_in_sets_a_strict_cookie_and_a_wrong_token_gets_401() {
     // A made-up session is no session.
     let r = api.request("GET", "/", &[("Cookie", "muster_session=made-up")]);
     assert!(to_sign_in(&r), "{} {}", r.status, r.text());
+
+    // Another site cannot sign a browser in (to its own operator's
+    // session) or out; the console's own page can.
+    for from in [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let r = api.post_form("/signin", &[("token", &token)], &[from]);
+        assert_eq!(r.status, 403, "{from:?}: {}", r.text());
+        assert!(r.all("set-cookie").is_empty(), "{from:?}: {:?}", r.headers);
+        let r = api.post_form("/signout", &[], &[from, ("Cookie", &cookie)]);
+        assert_eq!(r.status, 403, "{from:?}: {}", r.text());
+    }
+    let r = api.request("GET", "/", &[("Cookie", &cookie)]);
+    assert_eq!(r.status, 200, "still signed in: {}", r.text());
+    let own = ("Origin", format!("https://localhost:{}", api.port));
+    let r = api.post_form("/signin", &[("token", &token)], &[(own.0, &own.1)]);
+    assert_eq!(r.status, 303, "{}", r.text());
 }
 
 #[test]

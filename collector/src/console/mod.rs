@@ -266,6 +266,33 @@ async fn signed_in(
     }
 }
 
+/// Whether a form was posted from the console's own pages: a browser
+/// says where a request comes from (`Sec-Fetch-Site`, else `Origin`); a
+/// client that says neither (curl) is not a browser another site drives.
+/// Refusing other sites' posts keeps them from signing a browser in to
+/// their own operator's session, or out.
+fn same_site(headers: &HeaderMap) -> bool {
+    let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (text("origin"), text("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin.strip_prefix("https://") == Some(host),
+        (Some(_), None) => false,
+    }
+}
+
+/// The answer to a form posted from another site.
+fn cross_site() -> Response {
+    tracing::warn!("console form refused: posted from another site");
+    signin_form(
+        StatusCode::FORBIDDEN,
+        Some("This form was sent from another site: sign in from the console's own page."),
+        "/",
+    )
+}
+
 /// Where to go after signing in: a path of this site only.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -306,8 +333,12 @@ async fn signin_page(axum::extract::RawQuery(q): axum::extract::RawQuery) -> Res
 async fn signin(
     axum::extract::State(st): axum::extract::State<Arc<State>>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if !same_site(&headers) {
+        return cross_site();
+    }
     if body.len() > MAX_FORM {
         return signin_form(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -371,6 +402,9 @@ async fn signout(
     axum::extract::State(st): axum::extract::State<Arc<State>>,
     headers: HeaderMap,
 ) -> Response {
+    if !same_site(&headers) {
+        return cross_site();
+    }
     if let Some(secret) = cookie(&headers, COOKIE) {
         match st
             .store
@@ -412,6 +446,30 @@ mod tests {
         ] {
             assert!(v.contains(part), "{v}");
         }
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_told_apart() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(same_site(&h(&[])));
+        assert!(same_site(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_site(&h(&[("sec-fetch-site", "same-site")])));
+        assert!(same_site(&h(&[
+            ("origin", "https://muster.example:8444"),
+            ("host", "muster.example:8444")
+        ])));
+        assert!(!same_site(&h(&[
+            ("origin", "https://evil.example"),
+            ("host", "muster.example:8444")
+        ])));
+        assert!(!same_site(&h(&[("origin", "null"), ("host", "m:1")])));
     }
 
     #[test]

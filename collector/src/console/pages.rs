@@ -201,7 +201,12 @@ pub async fn overview(
         remove_by: i64::MAX / 4,
     };
     let trend = crate::campaign::status(&window, &[], &episodes, &[], now);
-    crate::campaign::render_chart(&mut o, &trend, &format!("in these {CHART_DAYS} days"));
+    crate::campaign::render_chart(
+        &mut o,
+        &trend.daily,
+        &trend.campaign,
+        &format!("in these {CHART_DAYS} days"),
+    );
 
     o.push_str("<div class=\"grid2\">\n<section>\n<h2 id=\"products\">Security products</h2>\n");
     if s.products.is_empty() {
@@ -824,7 +829,12 @@ pub async fn campaign(
         );
     }
     o.push_str("</dl>\n<h2 id=\"burn-down\">Burn-down</h2>\n");
-    crate::campaign::render_chart(&mut o, &s, "during the campaign");
+    crate::campaign::render_chart(
+        &mut o,
+        &recent_days(&s.daily),
+        &s.campaign,
+        "during the campaign",
+    );
 
     o.push_str("<h2 id=\"overdue\">Overdue</h2>\n");
     if s.overdue.is_empty() {
@@ -894,6 +904,25 @@ pub async fn campaign(
         &who,
         &o,
     )
+}
+
+/// The days of a burn-down worth drawing on a screen: from the first day
+/// with an affected or cleared host (but at least the last
+/// [`CHART_DAYS`]), so a years-old campaign whose hosts reported only
+/// lately is not a line at the right edge. The report keeps every day.
+fn recent_days(
+    daily: &std::collections::BTreeMap<String, crate::campaign::DayCount>,
+) -> std::collections::BTreeMap<String, crate::campaign::DayCount> {
+    let first = daily
+        .iter()
+        .position(|(_, d)| d.affected > 0 || d.cleared > 0)
+        .unwrap_or(daily.len());
+    let from = first.min(daily.len().saturating_sub(CHART_DAYS as usize));
+    daily
+        .iter()
+        .skip(from)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 /// Says how many rows of a long list were left out, and where to get them.
@@ -1007,4 +1036,36 @@ pub async fn coverage(
         more_note(&mut o, list.len());
     }
     show("Coverage", Section::Coverage, &who, &o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::DayCount;
+
+    #[test]
+    fn a_burn_down_is_drawn_from_its_first_busy_day_or_the_last_90() {
+        let day = |n: usize, affected: usize| {
+            (
+                format!("2020-{:05}", n),
+                DayCount {
+                    affected,
+                    cleared: 0,
+                },
+            )
+        };
+        // Quiet for years, busy for the last ten days: the last 90 shown.
+        let quiet: std::collections::BTreeMap<_, _> =
+            (0..1000).map(|n| day(n, usize::from(n >= 990))).collect();
+        let shown = recent_days(&quiet);
+        assert_eq!(shown.len(), 90);
+        assert_eq!(shown.keys().last(), quiet.keys().last());
+        // Busy from day 500: from there on.
+        let busy: std::collections::BTreeMap<_, _> =
+            (0..1000).map(|n| day(n, usize::from(n >= 500))).collect();
+        assert_eq!(recent_days(&busy).len(), 500);
+        // Short campaigns are drawn whole.
+        let short: std::collections::BTreeMap<_, _> = (0..20).map(|n| day(n, 0)).collect();
+        assert_eq!(recent_days(&short).len(), 20);
+    }
 }
