@@ -288,12 +288,40 @@ pub async fn authenticate(
     })
 }
 
+/// Runs a request as `who` and logs it in one line naming the operator:
+/// `{what} request` (`api`, `console`), the whole `uri`, the status and
+/// the time it took since `started`.
+pub(crate) async fn run_as(
+    who: Operator,
+    conn: &ConnInfo,
+    uri: String,
+    mut req: Request,
+    next: Next,
+    started: Instant,
+    what: &'static str,
+) -> Response {
+    let method = req.method().clone();
+    req.extensions_mut().insert(who.clone());
+    let r = next.run(req).await;
+    tracing::info!(
+        operator = %who.name,
+        auth = %who.via,
+        peer = %conn.remote,
+        %method,
+        uri = %uri,
+        status = r.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "{what} request"
+    );
+    r
+}
+
 /// Every request: the query string's size, then the operator, then the
 /// endpoint; and one log line naming the operator.
 async fn guard(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -310,22 +338,7 @@ async fn guard(
         ApiError::uri_too_long(query_len).into_response()
     } else {
         match authenticate(&state, req.headers(), &conn).await {
-            Ok(who) => {
-                req.extensions_mut().insert(who.clone());
-                let uri = full.to_string();
-                let r = next.run(req).await;
-                tracing::info!(
-                    operator = %who.name,
-                    auth = %who.via,
-                    peer = %conn.remote,
-                    %method,
-                    uri = %uri,
-                    status = r.status().as_u16(),
-                    ms = started.elapsed().as_millis() as u64,
-                    "api request"
-                );
-                r
-            }
+            Ok(who) => run_as(who, &conn, full.to_string(), req, next, started, "api").await,
             Err(e) => {
                 tracing::warn!(
                     peer = %conn.remote,

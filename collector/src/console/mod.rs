@@ -219,7 +219,7 @@ async fn operator(
 async fn signed_in(
     axum::extract::State(st): axum::extract::State<Arc<State>>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -229,21 +229,8 @@ async fn signed_in(
     }
     match operator(&st, req.headers(), &conn).await {
         Ok(Some(who)) => {
-            req.extensions_mut().insert(who.clone());
-            let method = req.method().clone();
             let uri = req.uri().to_string();
-            let r = next.run(req).await;
-            tracing::info!(
-                operator = %who.name,
-                auth = %who.via,
-                peer = %conn.remote,
-                %method,
-                uri = %uri,
-                status = r.status().as_u16(),
-                ms = started.elapsed().as_millis() as u64,
-                "console request"
-            );
-            r
+            api::run_as(who, &conn, uri, req, next, started, "console").await
         }
         Ok(None) => {
             let path = req

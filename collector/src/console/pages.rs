@@ -46,6 +46,25 @@ fn segment(p: Result<Path<String>, PathRejection>) -> Result<String, PageError> 
     })
 }
 
+/// Opens a table with these column headings (`#` first: a number,
+/// right-aligned); [`TABLE_END`] closes it.
+fn table_head(o: &mut String, heads: &[&str]) {
+    o.push_str("<div class=\"table-wrap\"><table>\n<thead><tr>");
+    for h in heads {
+        match h.strip_prefix('#') {
+            Some(h) => {
+                let _ = write!(o, "<th scope=\"col\" class=\"num\">{h}</th>");
+            }
+            None => {
+                let _ = write!(o, "<th scope=\"col\">{h}</th>");
+            }
+        }
+    }
+    o.push_str("</tr></thead>\n<tbody>\n");
+}
+
+const TABLE_END: &str = "</tbody></table></div>\n";
+
 /// The products a host has, banned ones marked.
 fn products_cell(h: &v1::HostSummary) -> String {
     if h.detections.is_empty() {
@@ -158,10 +177,7 @@ pub async fn overview(
     if found.is_empty() {
         o.push_str("<p>No host reports a banned product.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Vendor</th><th scope=\"col\">Product</th>\
-             <th scope=\"col\">Category</th><th scope=\"col\" class=\"num\">Hosts</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Vendor", "Product", "Category", "#Hosts"]);
         for p in &found {
             let _ = writeln!(
                 o,
@@ -174,7 +190,7 @@ pub async fn overview(
                 p.hosts
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
     }
 
     o.push_str("<h2 id=\"banned-hosts\">Hosts with a banned product</h2>\n");
@@ -212,10 +228,7 @@ pub async fn overview(
     if s.products.is_empty() {
         o.push_str("<p>No host reports a security product of the catalog.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Product</th><th scope=\"col\">Category</th>\
-             <th scope=\"col\" class=\"num\">Hosts</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Product", "Category", "#Hosts"]);
         for p in &s.products {
             let _ = writeln!(
                 o,
@@ -226,7 +239,7 @@ pub async fn overview(
                 p.hosts
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
     }
     o.push_str("</section>\n<section>\n<h2 id=\"categories\">Hosts per category</h2>\n");
     let mut per_category: std::collections::BTreeMap<&str, u64> = Default::default();
@@ -236,10 +249,7 @@ pub async fn overview(
     if per_category.is_empty() {
         o.push_str("<p>None.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Category</th>\
-             <th scope=\"col\" class=\"num\">Detections</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Category", "#Detections"]);
         for (k, n) in per_category {
             let _ = writeln!(
                 o,
@@ -307,7 +317,7 @@ fn hosts_table(
             status_cell(h)
         );
     }
-    o.push_str("</tbody></table></div>\n");
+    o.push_str(TABLE_END);
 }
 
 /// A `<select>` of `options` (value, label), `current` selected, with an
@@ -565,10 +575,7 @@ pub async fn host(
     if d.detections.is_empty() {
         o.push_str("<p>No security product of the catalog was found on this host.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Product</th><th scope=\"col\">State</th>\
-             <th scope=\"col\">Version</th><th scope=\"col\">Seen</th><th scope=\"col\">Evidence</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Product", "State", "Version", "Seen", "Evidence"]);
         for r in &d.detections {
             let x = r.detection.clone().unwrap_or_default();
             let mut product = format!(
@@ -622,7 +629,7 @@ pub async fn host(
                 when(r.last_seen)
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
     }
     if !d.agent_detections.is_empty() {
         o.push_str("<h2 id=\"agent-detections\">What the agent itself reported</h2>\n<ul>\n");
@@ -641,10 +648,7 @@ pub async fn host(
     if d.timeline.is_empty() {
         o.push_str("<p>Nothing has happened on this host yet.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th>\
-             <th scope=\"col\">Product</th><th scope=\"col\">State</th><th scope=\"col\">Version</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["When", "What", "Product", "State", "Version"]);
         for e in &d.timeline {
             let what = if e.related_host.is_empty() {
                 esc(&e.kind)
@@ -669,17 +673,14 @@ pub async fn host(
                 esc(&e.version)
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
     }
 
     o.push_str("<h2 id=\"inventory\">Inventory</h2>\n");
     if d.sections.is_empty() {
         o.push_str("<p>No inventory received yet.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Section</th><th scope=\"col\" class=\"num\">Items</th>\
-             <th scope=\"col\">Updated</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Section", "#Items", "Updated"]);
         for s in &d.sections {
             let _ = writeln!(
                 o,
@@ -689,7 +690,7 @@ pub async fn host(
                 when(s.updated_at)
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
     }
     show(&h.hostname, Section::Hosts, &who, &o)
 }
@@ -710,11 +711,18 @@ pub async fn campaigns(
         );
         return show("Campaigns", Section::Campaigns, &who, &o);
     }
-    o.push_str(
-        "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Campaign</th><th scope=\"col\">Policy</th>\
-         <th scope=\"col\">Phase</th><th scope=\"col\">Remove by</th><th scope=\"col\" class=\"num\">Affected</th>\
-         <th scope=\"col\" class=\"num\">Overdue</th><th scope=\"col\" class=\"num\">Cleared</th>\
-         <th scope=\"col\" class=\"num\">Unknown</th></tr></thead>\n<tbody>\n",
+    table_head(
+        &mut o,
+        &[
+            "Campaign",
+            "Policy",
+            "Phase",
+            "Remove by",
+            "#Affected",
+            "#Overdue",
+            "#Cleared",
+            "#Unknown",
+        ],
     );
     for (c, started) in all {
         let s = svc.campaign_status(&c).await?;
@@ -739,15 +747,21 @@ pub async fn campaigns(
             k.unknown
         );
     }
-    o.push_str("</tbody></table></div>\n");
+    o.push_str(TABLE_END);
     show("Campaigns", Section::Campaigns, &who, &o)
 }
 
 /// A table of affected hosts and their banned products with evidence.
 fn affected_table(o: &mut String, hosts: &[crate::campaign::AffectedHost]) {
-    o.push_str(
-        "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Host</th><th scope=\"col\">State</th>\
-         <th scope=\"col\">Products and evidence</th><th scope=\"col\">Since</th><th scope=\"col\">Last check-in</th></tr></thead>\n<tbody>\n",
+    table_head(
+        o,
+        &[
+            "Host",
+            "State",
+            "Products and evidence",
+            "Since",
+            "Last check-in",
+        ],
     );
     for h in hosts {
         let mut products = String::new();
@@ -785,7 +799,7 @@ fn affected_table(o: &mut String, hosts: &[crate::campaign::AffectedHost]) {
                 .map_or("never".into(), |t| esc(&crate::campaign::human_time(t)))
         );
     }
-    o.push_str("</tbody></table></div>\n");
+    o.push_str(TABLE_END);
 }
 
 /// One campaign: where it stands, its burn-down, the overdue and affected
@@ -875,10 +889,7 @@ pub async fn campaign(
     if s.unknown.is_empty() {
         o.push_str("<p>Every known host's state is proven.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Why</th>\
-             <th scope=\"col\">Last check-in</th><th scope=\"col\">Owner</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Host", "Why", "Last check-in", "Owner"]);
         for u in s.unknown.iter().take(LONG_LIST) {
             let host = if u.id.is_empty() {
                 esc(&u.hostname)
@@ -895,7 +906,7 @@ pub async fn campaign(
                 esc(&u.owner)
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
         more_note(&mut o, s.unknown.len());
     }
     show(
@@ -988,10 +999,7 @@ pub async fn coverage(
     if c.assets_without_agent.is_empty() {
         o.push_str("<p>None.</p>\n");
     } else {
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Hostname</th><th scope=\"col\">IP</th>\
-             <th scope=\"col\">Owner</th><th scope=\"col\">Business unit</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Hostname", "IP", "Owner", "Business unit"]);
         for a in c.assets_without_agent.iter().take(LONG_LIST) {
             let _ = writeln!(
                 o,
@@ -1002,7 +1010,7 @@ pub async fn coverage(
                 esc(&a.business_unit)
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
         more_note(&mut o, c.assets_without_agent.len());
     }
     let now = crate::store::now();
@@ -1019,9 +1027,7 @@ pub async fn coverage(
             o.push_str("<p>None.</p>\n");
             continue;
         }
-        o.push_str(
-            "<div class=\"table-wrap\"><table>\n<thead><tr><th scope=\"col\">Host</th><th scope=\"col\">Last check-in</th></tr></thead>\n<tbody>\n",
-        );
+        table_head(&mut o, &["Host", "Last check-in"]);
         for a in list.iter().take(LONG_LIST) {
             let t = a.last_checkin.unwrap_or(0);
             let _ = writeln!(
@@ -1032,7 +1038,7 @@ pub async fn coverage(
                 ago(now, t)
             );
         }
-        o.push_str("</tbody></table></div>\n");
+        o.push_str(TABLE_END);
         more_note(&mut o, list.len());
     }
     show("Coverage", Section::Coverage, &who, &o)
