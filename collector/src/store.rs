@@ -1202,8 +1202,10 @@ impl Store {
     }
 
     /// One check-in in a transaction of its own, as of time `t` (an
-    /// import's snapshot time).
-    async fn checkin_at<F>(
+    /// import's snapshot time). Public for the benchmarks, which seed a
+    /// fleet's history (check-ins weeks ago) through the path every report
+    /// takes; the collector itself stores check-ins as of now.
+    pub async fn checkin_at<F>(
         &self,
         host_id: &str,
         c: &CheckIn,

@@ -112,6 +112,24 @@ impl Https {
         self.request("GET", target, &headers)
     }
 
+    fn stream(&self) -> Tls {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(self.config.clone(), name).expect("client");
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("connect to the API on {}: {e}", self.port));
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(300)))
+            .expect("timeout");
+        rustls::StreamOwned::new(conn, tcp)
+    }
+
+    /// A connection kept open for many requests, one after the other.
+    pub fn keep_alive(&self) -> KeepAlive {
+        KeepAlive {
+            tls: std::io::BufReader::new(self.stream()),
+            port: self.port,
+        }
+    }
+
     /// Any request, headers as given.
     pub fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
         self.send(method, target, headers, b"")
@@ -138,13 +156,7 @@ impl Https {
     /// Any request with a body (`Content-Length` added when it has one, or
     /// is a POST).
     pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let conn = rustls::ClientConnection::new(self.config.clone(), name).expect("client");
-        let tcp = std::net::TcpStream::connect(("127.0.0.1", self.port))
-            .unwrap_or_else(|e| panic!("connect to the API on {}: {e}", self.port));
-        tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .expect("timeout");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut tls = self.stream();
         let mut req = format!(
             "{method} {target} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n",
             self.port
@@ -168,6 +180,74 @@ impl Https {
             Err(e) => panic!("read the response to {method} {target}: {e}"),
         }
         parse(&raw)
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// One HTTP/1.1 connection that stays open between requests
+/// ([`Https::keep_alive`]): what a browser does, and what timing a page's
+/// answer needs (no handshake in the figure).
+pub struct KeepAlive {
+    tls: std::io::BufReader<Tls>,
+    port: u16,
+}
+
+impl KeepAlive {
+    /// `GET target` with `Authorization: Bearer TOKEN`; the whole answer
+    /// read (by its length, or its chunks) and the connection left open.
+    pub fn get(&mut self, target: &str, token: &str) -> std::io::Result<Reply> {
+        use std::io::BufRead;
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost:{}\r\nAuthorization: Bearer {token}\r\n\r\n",
+            self.port
+        );
+        self.tls.get_mut().write_all(req.as_bytes())?;
+        self.tls.get_mut().flush()?;
+        let mut head = Vec::new();
+        loop {
+            let n = self.tls.read_until(b'\n', &mut head)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let mut reply = parse(&head);
+        let chunked = reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        if chunked {
+            loop {
+                let mut line = String::new();
+                self.tls.read_line(&mut line)?;
+                let size =
+                    usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                if size == 0 {
+                    // Trailers, then the blank line.
+                    while line != "\r\n" {
+                        line.clear();
+                        if self.tls.read_line(&mut line)? == 0 {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let mut chunk = vec![0; size + 2];
+                self.tls.read_exact(&mut chunk)?;
+                reply.body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            let len: usize = reply
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| std::io::Error::other("an answer without a length"))?;
+            reply.body = vec![0; len];
+            self.tls.read_exact(&mut reply.body)?;
+        }
+        Ok(reply)
     }
 }
 

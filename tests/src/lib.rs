@@ -6,6 +6,7 @@ pub mod fleetgen;
 pub mod https;
 pub mod openapi;
 pub mod sample;
+pub mod seed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -297,6 +297,7 @@ fn every_command_has_help_with_an_example() {
         ("muster-loadgen", vec!["enroll"]),
         ("muster-loadgen", vec!["run"]),
         ("muster-loadgen", vec!["baseline"]),
+        ("muster-bench-console", vec![]),
     ] {
         let out = ok(cmd(bin).args(&args).arg("--help"));
         assert!(
