@@ -1666,8 +1666,11 @@ impl Store {
     /// catalog than the one whose digest is given.
     pub async fn pending_evaluation(&self, catalog_digest: &str) -> Result<u64, StoreError> {
         on_pool!(self, |pool| {
+            // `<>` as two ranges: the index on `evaluated_with` finds the few
+            // (usually none) instead of a pass over every host.
             let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM hosts WHERE evaluated_with <> $1 AND last_checkin IS NOT NULL",
+                "SELECT COUNT(*) FROM hosts WHERE (evaluated_with < $1 OR evaluated_with > $1) \
+                 AND last_checkin IS NOT NULL",
             )
             .bind(catalog_digest)
             .fetch_one(pool)
@@ -1829,9 +1832,12 @@ impl Store {
             let with_banned: i64 = if banned.is_empty() {
                 0
             } else {
+                // From the products' present detections, less the few
+                // superseded hosts (`detections_present`,
+                // `hosts_superseded`): never a pass over every host.
                 let mut q = sqlx::QueryBuilder::new(
                     "SELECT COUNT(DISTINCT host_id) FROM detections WHERE removed_at IS NULL \
-                     AND host_id IN (SELECT id FROM hosts WHERE superseded_by IS NULL) AND product_id IN (",
+                     AND host_id NOT IN (SELECT id FROM hosts WHERE superseded_by IS NOT NULL) AND product_id IN (",
                 );
                 let mut list = q.separated(", ");
                 for p in banned {
@@ -1854,9 +1860,12 @@ impl Store {
     /// Hosts per present product.
     pub async fn product_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         on_pool!(self, |pool| {
+            // Every detection's host exists (a foreign key), so "not among
+            // the superseded" is "among the live": read from the present
+            // detections' index with a short exclusion list.
             let rows: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT product_id, COUNT(*) FROM detections WHERE removed_at IS NULL \
-                 AND host_id IN (SELECT id FROM hosts WHERE superseded_by IS NULL) \
+                 AND host_id NOT IN (SELECT id FROM hosts WHERE superseded_by IS NOT NULL) \
                  GROUP BY product_id ORDER BY product_id",
             )
             .fetch_all(pool)
