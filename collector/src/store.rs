@@ -980,6 +980,14 @@ impl EventRecord {
     }
 }
 
+/// A listing filtered by product reads the hosts of the products' present
+/// detections and sorts them when there are at most this many, and walks
+/// the hosts in hostname order otherwise. Measured at 100 000 hosts: 2 700
+/// detections read and sorted in 8 ms, 15 000 in 45 ms; the walk took 1 ms
+/// when one host in seven matched, and read every host (over 500 ms) when
+/// none did.
+const FEW_DETECTIONS: i64 = 10_000;
+
 const HOST_COLUMNS: &str = "id, hostname, os_name, os_version, kernel, arch, ips, agent_version, platform, \
      hardware_id, enrolled_at, last_checkin, last_sequence, cert_serial, agent_detections, imported, \
      revoked_at, superseded_by, superseded_at";
@@ -1417,10 +1425,34 @@ impl Store {
                     .push_bind(t);
             }
             if let Some(products) = &filter.products {
-                q.push(
-                    " AND EXISTS (SELECT 1 FROM detections d WHERE d.host_id = hosts.id \
-                     AND d.removed_at IS NULL AND d.product_id IN (",
+                // Two ways to the same rows. Few present detections of these
+                // products: read those hosts and sort them. Many: walk the
+                // hosts in hostname order, checking each, until the page is
+                // full. Either alone is slow at the other end (a product on
+                // no host made the walk read every host).
+                let mut n = sqlx::QueryBuilder::new(
+                    "SELECT COUNT(*) FROM detections WHERE removed_at IS NULL AND product_id IN (",
                 );
+                let mut list = n.separated(", ");
+                for p in products {
+                    list.push_bind(p.as_str());
+                }
+                n.push(")");
+                if let Some(state) = &filter.state {
+                    n.push(" AND state = ").push_bind(state.as_str());
+                }
+                let found: i64 = n.build_query_scalar().fetch_one(pool).await?;
+                if found <= FEW_DETECTIONS {
+                    q.push(
+                        " AND id IN (SELECT d.host_id FROM detections d \
+                         WHERE d.removed_at IS NULL AND d.product_id IN (",
+                    );
+                } else {
+                    q.push(
+                        " AND EXISTS (SELECT 1 FROM detections d WHERE d.host_id = hosts.id \
+                         AND d.removed_at IS NULL AND d.product_id IN (",
+                    );
+                }
                 let mut list = q.separated(", ");
                 for p in products {
                     list.push_bind(p.as_str());

@@ -528,6 +528,18 @@ async fn host_filters_and_pages() {
             names(store.hosts_page(&f, None, 100).await.unwrap()),
             ["web_0", "web_1"]
         );
+        // Page by page from the cursor, as for an unfiltered listing.
+        let first = store.hosts_page(&f, None, 1).await.unwrap();
+        let after = (first[0].facts.hostname.clone(), first[0].id.clone());
+        assert_eq!(
+            names(
+                store
+                    .hosts_page(&f, Some((after.0.as_str(), after.1.as_str())), 1)
+                    .await
+                    .unwrap()
+            ),
+            ["web_1"]
+        );
         let f = HostFilter {
             products: Some(kesl),
             state: Some("remnant".into()),
@@ -537,6 +549,12 @@ async fn host_filters_and_pages() {
             names(store.hosts_page(&f, None, 100).await.unwrap()),
             ["web_1"]
         );
+        // A product no host has: none (and no host is read to find out).
+        let f = HostFilter {
+            products: Some(vec!["acme.shield".into()]),
+            ..Default::default()
+        };
+        assert!(store.hosts_page(&f, None, 100).await.unwrap().is_empty());
         let f = HostFilter {
             name: Some("B_3".into()),
             ..Default::default()
