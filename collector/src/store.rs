@@ -1520,14 +1520,15 @@ impl Store {
         })
     }
 
-    /// The asset list, by hostname.
+    /// The asset list, in no particular order (coverage sorts it): read in
+    /// the table's own order, without a lookup per row through the
+    /// hostname index, which took most of the time at 100 000 assets.
     pub async fn assets(&self) -> Result<Vec<crate::assets::Asset>, StoreError> {
         on_pool!(self, |pool| {
-            let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
-                "SELECT hostname, ip, owner, business_unit, line FROM assets ORDER BY hostname",
-            )
-            .fetch_all(pool)
-            .await?;
+            let rows: Vec<(String, String, String, String, i64)> =
+                sqlx::query_as("SELECT hostname, ip, owner, business_unit, line FROM assets")
+                    .fetch_all(pool)
+                    .await?;
             Ok(rows
                 .into_iter()
                 .map(
@@ -1543,13 +1544,16 @@ impl Store {
         })
     }
 
-    /// Every host without its detections (but those superseded): what
-    /// coverage and campaign status need, light enough for a whole fleet.
+    /// Every host without its detections (but those superseded), in no
+    /// particular order: what coverage and campaign status need (both
+    /// sort what they report), light enough for a whole fleet. Read in the
+    /// table's own order: through the hostname index it took three times
+    /// as long at 100 000 hosts.
     pub async fn host_list(&self) -> Result<Vec<HostBrief>, StoreError> {
         on_pool!(self, |pool| {
             let rows: Vec<HostBrief> = sqlx::query_as(
                 "SELECT id, hostname, os_name, os_version, ips, enrolled_at, last_checkin, imported \
-                 FROM hosts WHERE superseded_by IS NULL ORDER BY hostname, id",
+                 FROM hosts WHERE superseded_by IS NULL",
             )
             .fetch_all(pool)
             .await?;
