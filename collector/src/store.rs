@@ -1619,14 +1619,20 @@ impl Store {
         }
         on_pool!(self, |pool| {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, detection, campaign, related_host \
+                "SELECT id, host_id, at, kind, product_id, state, previous_state, version, \
+                 CASE WHEN kind = 'removed' THEN '' ELSE detection END AS detection, campaign, related_host \
                  FROM events WHERE product_id IN (",
             );
             let mut list = q.separated(", ");
             for p in products {
                 list.push_bind(p.as_str());
             }
-            q.push(") ORDER BY host_id, product_id, seq");
+            // Only the kinds read below; a removal's detection is not read,
+            // so it is not sent or parsed.
+            q.push(
+                ") AND kind IN ('detected', 'state_changed', 'removed') \
+                 ORDER BY host_id, product_id, seq",
+            );
             let rows: Vec<EventRecord> = q.build_query_as().fetch_all(pool).await?;
             let mut out: Vec<crate::campaign::Episode> = Vec::new();
             let mut open: HashMap<(String, String), usize> = HashMap::new();
