@@ -126,7 +126,7 @@ pub async fn overview(
     let (hosts, more) = svc
         .hosts_matching(&filter, None, None, OVERVIEW_BANNED_HOSTS)
         .await?;
-    let episodes = st.store.episodes(&banned).await?;
+    let episodes = st.store.episode_spans(&banned).await?;
     let now = crate::store::now();
 
     let mut o = String::from("<h1>Fleet overview</h1>\n<dl class=\"cards\">\n");

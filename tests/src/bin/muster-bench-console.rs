@@ -13,7 +13,7 @@
 //! serve` (this build's profile) answers each path `--repeat` times, after
 //! one warm-up request, over one kept-alive HTTPS connection with an
 //! operator token. The server's time per request is read from its log
-//! (`api request ... ms=`). Exit status 1 when a path's server p50 is over
+//! (`api request ... ms=`, `console request ... ms=`). Exit status 1 when a path's server p50 is over
 //! the budget (or a request fails).
 
 use anyhow::{Context, Result, bail};
@@ -32,8 +32,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What the console reads until its pages land: the API's equivalents.
+/// The console's overview and first page of hosts (the budget),
+/// then the API's reads behind the other pages.
 const DEFAULT_PATHS: &[&str] = &[
+    "/",
+    "/hosts",
+    "/hosts?sort=-last_seen",
     "/api/v1/summary",
     "/api/v1/hosts?limit=50",
     "/api/v1/hosts?vendor=kaspersky&limit=50",
@@ -295,8 +299,10 @@ fn parse_log(line: &str) -> Option<Logged> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     let f = &v["fields"];
     match f["message"].as_str()? {
-        "HTTP API served at /api/v1/" => Some(Logged::Listening(f["listen"].as_str()?.into())),
-        "api request" => Some(Logged::Request {
+        m if m.starts_with("HTTP API served at") => {
+            Some(Logged::Listening(f["listen"].as_str()?.into()))
+        }
+        "api request" | "console request" => Some(Logged::Request {
             uri: f["uri"].as_str()?.into(),
             ms: f["ms"].as_f64()?,
             peer: f["peer"].as_str()?.into(),
