@@ -38,14 +38,27 @@ struct Job {
 /// they run on the runtime that serves).
 pub struct Committers {
     count: usize,
+    /// The committers' own pool, when they have one (SQLite).
+    writer: Option<Pool>,
     queues: OnceLock<Vec<mpsc::Sender<Job>>>,
 }
 
 impl Committers {
-    pub(super) fn new(count: usize) -> Committers {
+    pub(super) fn new(count: usize, writer: Option<Pool>) -> Committers {
         Committers {
             count: count.max(1),
+            writer,
             queues: OnceLock::new(),
+        }
+    }
+
+    /// Closes the committers' own connections (the store is closing).
+    pub(super) async fn close(&self) {
+        if let Some(w) = &self.writer {
+            match w {
+                Pool::Sqlite(p) => p.close().await,
+                Pool::Postgres(p) => p.close().await,
+            }
         }
     }
 
@@ -65,7 +78,7 @@ impl Committers {
                     // The committer's own store writes directly: it holds
                     // no queue, so it ends when every store is dropped.
                     let writer = Store {
-                        pool: store.pool.clone(),
+                        pool: self.writer.clone().unwrap_or_else(|| store.pool.clone()),
                         commits: None,
                     };
                     tokio::spawn(run(writer, rx));
