@@ -55,6 +55,10 @@ impl DataDir {
     pub fn database(&self) -> PathBuf {
         self.root.join("muster.db")
     }
+    /// The keys of the TLS session tickets ([`crate::tickets`]).
+    pub fn ticket_keys(&self) -> PathBuf {
+        self.root.join("ticket-keys")
+    }
 }
 
 /// Parses `90s`, `30m`, `24h`, `7d` (a bare number is seconds).

@@ -17,6 +17,7 @@ pub mod server;
 pub mod service;
 pub mod siem;
 pub mod store;
+pub mod tickets;
 
 use anyhow::{Context, Result};
 use std::io::Write;

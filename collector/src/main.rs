@@ -333,7 +333,7 @@ async fn run(cli: Cli) -> Result<()> {
                     f.display()
                 );
             }
-            tls_config(&dir)?;
+            tls_config(&dir, None)?;
             let http = match cfg.http_listen() {
                 HttpListen::Off => "off".to_string(),
                 HttpListen::Default(a) | HttpListen::Given(a) => a,
@@ -838,6 +838,7 @@ async fn shutdown_signal() {
 async fn reload_on_sighup(
     dir: DataDir,
     tls: tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>,
+    tickets: Arc<muster_collector::tickets::TicketKeys>,
     state: Arc<State>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -852,7 +853,7 @@ async fn reload_on_sighup(
                 continue;
             }
         };
-        match tls_config(&dir) {
+        match tls_config(&dir, Some(tickets.clone())) {
             Ok(cfg) => {
                 *state.authority.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(authority);
                 let _ = tls.send(Arc::new(cfg));
@@ -872,7 +873,11 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
         &dir.root,
         muster_collector::datalock::Holder::Serve,
     )?;
-    let tls = tls_config(&dir)?;
+    let tickets = Arc::new(muster_collector::tickets::TicketKeys::load_or_create(
+        &dir.ticket_keys(),
+    )?);
+    tickets.spawn_rotation();
+    let tls = tls_config(&dir, Some(tickets.clone()))?;
     let authority = muster_collector::rotation::load_authority(&dir)?;
     let store = open_store(&dir, &config).await?;
     let catalog = config.catalog()?;
@@ -959,7 +964,12 @@ async fn run_server(dir: DataDir, config: Config) -> Result<()> {
             }
         }));
     }
-    tokio::spawn(reload_on_sighup(dir.clone(), tls_now, state.clone()));
+    tokio::spawn(reload_on_sighup(
+        dir.clone(),
+        tls_now,
+        tickets,
+        state.clone(),
+    ));
     let result = serve(listener, tls, state, async move {
         shutdown_signal().await;
         let _ = stop.send(true);

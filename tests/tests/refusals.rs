@@ -423,3 +423,61 @@ fn a_resumed_session_keeps_its_identity_and_its_certificate_may_expire() {
         assert_eq!(resumed(), Some(2.0), "refused on a resumed session");
     });
 }
+
+/// Session tickets outlive the collector: a client that connected before a
+/// restart resumes its session on the restarted collector. Without the key
+/// file, its ticket no longer opens and it gets a full handshake instead,
+/// not an error.
+#[test]
+fn a_restarted_collector_resumes_the_sessions_made_before_it() {
+    let metrics_port = free_port();
+    let mut c =
+        Collector::start_with_config(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\""));
+    let ca = read(&c.data().join("ca.pem"));
+    let id = Some((
+        read(&c.data().join("operator/cert.pem")),
+        read(&c.data().join("operator/key.pem")),
+    ));
+    let handshakes = || {
+        let m = scrape_metrics(metrics_port);
+        (
+            metric(&m, "muster_tls_handshakes_total{kind=\"full\"}"),
+            metric(&m, "muster_tls_handshakes_total{kind=\"resumed\"}"),
+        )
+    };
+    let summary = |url: String| {
+        let (ca, id) = (ca.clone(), id.clone());
+        async move {
+            let ch = connect(&url, &ca, id).await.unwrap();
+            OperatorClient::new(ch)
+                .summary(v1::SummaryRequest {})
+                .await
+                .unwrap();
+        }
+    };
+    let rt = rt();
+    rt.block_on(summary(c.url()));
+    assert_eq!(handshakes(), (Some(1.0), Some(0.0)));
+    let keys = c.data().join("ticket-keys");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the ticket keys are secret");
+
+    c.restart();
+    rt.block_on(summary(c.url()));
+    assert_eq!(
+        handshakes(),
+        (Some(0.0), Some(1.0)),
+        "the restarted collector opened the ticket made before"
+    );
+
+    c.kill();
+    std::fs::remove_file(&keys).unwrap();
+    c.restart();
+    rt.block_on(summary(c.url()));
+    assert_eq!(
+        handshakes(),
+        (Some(1.0), Some(0.0)),
+        "new keys: a full handshake, and the call served"
+    );
+}
