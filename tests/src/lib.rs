@@ -321,6 +321,11 @@ impl Collector {
             .unwrap_or_default()
     }
 
+    /// The running collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL, no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

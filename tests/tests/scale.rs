@@ -39,7 +39,8 @@ fn acknowledged(record: &std::path::Path) -> Vec<(String, i64)> {
 
 #[test]
 fn every_check_in_the_load_generator_counts_is_stored() {
-    let c = Collector::start();
+    let metrics_port = free_port();
+    let c = Collector::start_with_config(&format!("metrics_listen = \"127.0.0.1:{metrics_port}\""));
     let state = c.dir.join("fleet");
     // The first 60 with a token made on the collector, the rest with one
     // the load generator asks for with the operator identity.
@@ -122,6 +123,67 @@ fn every_check_in_the_load_generator_counts_is_stored() {
     let agents: HashSet<&String> = lines.iter().map(|(id, _)| id).collect();
     assert_eq!((lines.len(), agents.len()), (100, 100), "each agent once");
     counted.extend(lines);
+
+    // The fleet returning after a restart: each agent checks in once, the
+    // collector is restarted (by a script, as an operator would), then each
+    // agent checks in once more and resumes its TLS session with the ticket
+    // from before.
+    let script = c.dir.join("restart.sh");
+    let log = c.dir.join("restarted.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\nset -e\nkill {pid}\n\
+             up() {{ (echo >/dev/tcp/127.0.0.1/{port}) 2>/dev/null; }}\n\
+             for _ in $(seq 200); do up || break; sleep 0.1; done\n\
+             {bin} serve --data-dir {data} --listen 127.0.0.1:{port} --http-listen off >{log} 2>&1 &\n\
+             for _ in $(seq 200); do up && break; sleep 0.1; done\n\
+             echo $!\n",
+            pid = c.pid(),
+            port = c.port,
+            bin = bin_dir().join("muster-collector").display(),
+            data = c.data().display(),
+            log = log.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let record = c.dir.join("acked-restart.txt");
+    let out = ok(loadgen()
+        .args(["run", "--collector", &c.url(), "--state-dir"])
+        .arg(&state)
+        .args([
+            "--once",
+            "--duration",
+            "60s",
+            "--mode",
+            "resume",
+            "--restart",
+        ])
+        .arg(&script)
+        .args(["--concurrency", "50", "--format", "json", "--record"])
+        .arg(&record));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json report");
+    let restarted = Restarted(
+        v["collector"]["pid"]
+            .as_u64()
+            .expect("the new collector's pid"),
+    );
+    let m = scrape_metrics(metrics_port);
+    assert_eq!(
+        (&v["accepted"], &v["once"]["given_up"]),
+        (&serde_json::json!(100), &serde_json::json!(0)),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            metric(&m, "muster_tls_handshakes_total{kind=\"resumed\"}"),
+            metric(&m, "muster_tls_handshakes_total{kind=\"full\"}")
+        ),
+        (Some(100.0), Some(0.0)),
+        "every agent resumed on the restarted collector: {m}"
+    );
+    counted.extend(acknowledged(&record));
     let stored = stored_checkins(&c);
     let missing: Vec<_> = counted.iter().filter(|k| !stored.contains(k)).collect();
     assert!(
@@ -136,6 +198,16 @@ fn every_check_in_the_load_generator_counts_is_stored() {
     let summary: serde_json::Value =
         serde_json::from_str(&c.muster(&["summary", "--format", "json"])).unwrap();
     assert_eq!(summary["hosts"], 100);
+    drop(restarted);
+}
+
+/// A collector the test's script started: stopped when dropped.
+struct Restarted(u64);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
 }
 
 #[test]

@@ -138,6 +138,12 @@ struct RunArgs {
     /// gives up). Reports how long until every agent was served.
     #[arg(long)]
     once: bool,
+    /// With --once: first every agent checks in once (and so holds a
+    /// connection or a session ticket), then this shell command runs (restart
+    /// the collector with it), then the measured round. A number on the
+    /// command's last line of output becomes the collector's process id.
+    #[arg(long, requires = "once")]
+    restart: Option<String>,
     /// table for people, json for machines
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -704,9 +710,10 @@ async fn run(a: RunArgs) -> Result<()> {
         full,
         concurrency,
         sources,
-        collector_pid,
+        mut collector_pid,
         record,
         once,
+        restart,
         format,
     } = a;
     let duration = parse_duration(&duration)?;
@@ -750,8 +757,80 @@ async fn run(a: RunArgs) -> Result<()> {
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let pace = Arc::new(Mutex::new(Instant::now()));
+    // With --restart the measured round starts after the command: every
+    // worker warms its agents, waits at the barrier, then for the start.
+    let barrier = Arc::new(tokio::sync::Barrier::new(workers + 1));
+    let (go, ready) = tokio::sync::watch::channel(None::<Instant>);
+    let warm = restart.is_some();
+    if warm {
+        eprintln!("every agent checks in once before the restart");
+    }
+    let warm_deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for (w, shard) in shards.iter_mut().enumerate() {
+        let mut shard = std::mem::take(shard);
+        let (collector, ca, names, barrier, mut ready) = (
+            collector.clone(),
+            ca.clone(),
+            names.clone(),
+            barrier.clone(),
+            ready.clone(),
+        );
+        let bind = (loopback && sources > 0)
+            .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8]));
+        tasks.push(tokio::spawn(async move {
+            let mut unserved = 0u64;
+            if warm {
+                for sim in &mut shard {
+                    let mut served = false;
+                    while !served && Instant::now() < warm_deadline {
+                        served = check_in(sim, &collector, &ca, mode, bind, 0, &names)
+                            .await
+                            .is_ok();
+                        if !served {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    unserved += u64::from(!served);
+                }
+                barrier.wait().await;
+                let _ = ready.wait_for(Option::is_some).await;
+            }
+            (shard, unserved)
+        }));
+    }
+    if let Some(cmd) = &restart {
+        barrier.wait().await;
+        eprintln!("running: {cmd}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {cmd:?}"))?;
+        anyhow::ensure!(out.status.success(), "{cmd:?} failed: {}", out.status);
+        if let Some(pid) = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+        {
+            collector_pid = Some(pid);
+        }
+    }
     let start = Instant::now();
     let deadline = start + duration;
+    let _ = go.send(Some(start));
+    let mut unserved_before = 0;
+    for (task, shard) in tasks.into_iter().zip(shards.iter_mut()) {
+        let (s, u) = task.await?;
+        *shard = s;
+        unserved_before += u;
+    }
+    if warm {
+        anyhow::ensure!(
+            unserved_before == 0,
+            "{unserved_before} agents could not check in before the restart"
+        );
+    }
     let before = collector_pid.and_then(sample);
     let rss_max = Arc::new(AtomicU64::new(before.map_or(0, |s| s.1)));
     let sampler = collector_pid.map(|pid| {
