@@ -81,7 +81,32 @@ impl Committers {
                         pool: self.writer.clone().unwrap_or_else(|| store.pool.clone()),
                         commits: None,
                     };
-                    tokio::spawn(run(writer, rx));
+                    match &self.writer {
+                        // SQLite's one committer runs on a thread of its
+                        // own: between its statements it is woken at once
+                        // instead of waiting behind the connections' tasks.
+                        Some(Pool::Sqlite(_)) => {
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build();
+                            match rt {
+                                Ok(rt) => {
+                                    let spawned = std::thread::Builder::new()
+                                        .name("muster-commit".into())
+                                        .spawn(move || rt.block_on(run(writer, rx)));
+                                    if let Err(e) = spawned {
+                                        tracing::error!(error = %e, "cannot start the committer thread");
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot start the committer's runtime")
+                                }
+                            }
+                        }
+                        _ => {
+                            tokio::spawn(run(writer, rx));
+                        }
+                    }
                     tx
                 })
                 .collect()
