@@ -910,6 +910,13 @@ fn an_unwritable_spool_is_reported_and_the_agent_recovers() {
 
 /// The certificate the collector presents to a new connection (DER).
 fn served_certificate(c: &Collector) -> Vec<u8> {
+    try_served_certificate(c).unwrap()
+}
+
+/// Like [`served_certificate`], or why the handshake failed: until a
+/// reload is done, the collector may present a certificate that the CA
+/// bundle now on disk no longer verifies.
+fn try_served_certificate(c: &Collector) -> Result<Vec<u8>, String> {
     let ca = std::fs::read(c.data().join("ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
@@ -928,12 +935,12 @@ fn served_certificate(c: &Collector) -> Vec<u8> {
         .block_on(async move {
             let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
-                .unwrap();
+                .map_err(|e| e.to_string())?;
             let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
                 .connect("localhost".try_into().unwrap(), tcp)
                 .await
-                .unwrap();
-            tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+                .map_err(|e| e.to_string())?;
+            Ok(tls.get_ref().1.peer_certificates().unwrap()[0].to_vec())
         })
 }
 
@@ -1207,8 +1214,9 @@ fn the_ca_is_rotated_with_an_overlap() {
     );
     c.signal("HUP");
     let new_server = wait_for(Duration::from_secs(10), || {
-        let now = served_certificate(&c);
-        (now != old_server).then_some(now)
+        try_served_certificate(&c)
+            .ok()
+            .filter(|now| *now != old_server)
     })
     .expect("the new server certificate is served");
     let ca_now = std::fs::read_to_string(c.data().join("ca.pem")).unwrap();
