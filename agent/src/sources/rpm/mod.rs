@@ -488,10 +488,12 @@ mod tests {
         let Some(sqlite) = fixture(FEDORA) else {
             return;
         };
-        let dir = temp_dir("esc").join("a b?c#d%e");
+        let root = temp_dir("esc");
+        let dir = root.join("a b?c#d%e");
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::copy(&sqlite, dir.join("rpmdb.sqlite")).expect("copy");
         let items = read_database(&dir.join("rpmdb.sqlite"), Backend::Sqlite, "/x").expect("reads");
+        let _ = std::fs::remove_dir_all(&root);
         assert_eq!(items.len(), 9);
     }
 
