@@ -615,6 +615,15 @@ enum Pool {
     Postgres(PgPool),
 }
 
+impl Pool {
+    async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
 /// Applies check-in `$c` of `$host_id` at time `$t` inside transaction
 /// `$tx`; a future of its outcome. Nothing is written unless the outcome is
 /// `Accepted`. The one body of [`Store::checkin`], the group commit and
@@ -1110,7 +1119,7 @@ impl Store {
         if let Some(c) = &self.commits {
             c.close().await;
         }
-        on_pool!(self, |pool| pool.close().await)
+        self.pool.close().await
     }
 
     /// The newest schema version applied.

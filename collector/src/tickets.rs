@@ -172,6 +172,8 @@ impl TicketKeys {
                 None
             }
         };
+        // Only new keys need writing (a rotation writes its own).
+        let made = loaded.is_none();
         let keys = match loaded {
             Some(mut keys) => {
                 let current = keys.remove(0);
@@ -188,7 +190,7 @@ impl TicketKeys {
             rng,
             keys: RwLock::new(keys),
         };
-        if !this.rotate_if_due(t)? {
+        if !this.rotate_if_due(t)? && made {
             save(path, &this.keys.read().unwrap_or_else(|e| e.into_inner()))?;
         }
         Ok(this)

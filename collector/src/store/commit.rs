@@ -55,10 +55,7 @@ impl Committers {
     /// Closes the committers' own connections (the store is closing).
     pub(super) async fn close(&self) {
         if let Some(w) = &self.writer {
-            match w {
-                Pool::Sqlite(p) => p.close().await,
-                Pool::Postgres(p) => p.close().await,
-            }
+            w.close().await;
         }
     }
 
@@ -82,27 +79,7 @@ impl Committers {
                         commits: None,
                     };
                     match &self.writer {
-                        // SQLite's one committer runs on a thread of its
-                        // own: between its statements it is woken at once
-                        // instead of waiting behind the connections' tasks.
-                        Some(Pool::Sqlite(_)) => {
-                            let rt = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build();
-                            match rt {
-                                Ok(rt) => {
-                                    let spawned = std::thread::Builder::new()
-                                        .name("muster-commit".into())
-                                        .spawn(move || rt.block_on(run(writer, rx)));
-                                    if let Err(e) = spawned {
-                                        tracing::error!(error = %e, "cannot start the committer thread");
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "cannot start the committer's runtime")
-                                }
-                            }
-                        }
+                        Some(Pool::Sqlite(_)) => run_on_own_thread(writer, rx),
                         _ => {
                             tokio::spawn(run(writer, rx));
                         }
@@ -129,6 +106,24 @@ impl Committers {
         answer
             .await
             .map_err(|_| StoreError::Commit("the check-in was not stored".into()))?
+    }
+}
+
+/// SQLite's one committer runs on a thread of its own: between its
+/// statements it is woken at once instead of waiting behind the
+/// connections' tasks. If the thread cannot start, `rx` is dropped and
+/// every check-in is written alone ([`Committers::submit`]).
+fn run_on_own_thread(store: Store, rx: mpsc::Receiver<Job>) {
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|rt| {
+            std::thread::Builder::new()
+                .name("muster-commit".into())
+                .spawn(move || rt.block_on(run(store, rx)))
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "cannot start the committer's thread; check-ins are written one by one");
     }
 }
 
