@@ -1011,6 +1011,7 @@ impl Store {
             source,
         };
         let mut writer = None;
+        let mut direct = None;
         let pool = match db {
             Database::Sqlite(path) => {
                 let opts = SqliteConnectOptions::new()
@@ -1048,6 +1049,7 @@ impl Store {
                         .max_lifetime(None)
                         .connect_lazy_with(opts.pragma("cache_size", "-65536")),
                 ));
+                direct = Some(direct::Direct::new(path.into()));
                 Pool::Sqlite(pool)
             }
             Database::Postgres(url) => {
@@ -1072,7 +1074,7 @@ impl Store {
         };
         Ok(Store {
             pool,
-            commits: Some(Arc::new(commit::Committers::new(writers, writer))),
+            commits: Some(Arc::new(commit::Committers::new(writers, writer, direct))),
         })
     }
 
@@ -1987,5 +1989,6 @@ fn like_pattern(text: &str) -> String {
 
 // After the macros, which they use.
 mod commit;
+mod direct;
 mod operator;
 mod outbox;

@@ -1164,6 +1164,9 @@ async fn a_batch_gives_each_check_in_its_own_outcome() {
             };
             let mut unchanged = report(2, &name, pkgs);
             unchanged.sections.clear();
+            // An upgrade without a new inventory: facts are stored too.
+            unchanged.facts.os_version = "13".into();
+            unchanged.facts.ips = vec!["192.0.2.7".into()];
             let (c, expect) = match n % 8 {
                 // A retry of an earlier report.
                 5 => {
@@ -1233,6 +1236,13 @@ async fn a_batch_gives_each_check_in_its_own_outcome() {
             );
             if stored {
                 assert_eq!(sections[0].digest, c.digests["dpkg"], "{host}");
+                assert_eq!(h.facts, c.facts, "{host}: the facts of its report");
+                if *expect == "unchanged" && kesl {
+                    // Seen again: the detection's last sighting moves.
+                    let present = &h.detections[0];
+                    assert!(present.last_seen >= present.first_seen, "{host}");
+                    assert_eq!(present.last_seen, h.last_checkin.unwrap(), "{host}");
+                }
             } else if *expect == "missing" {
                 assert_ne!(
                     sections[0].digest, c.digests["dpkg"],

@@ -26,12 +26,12 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// It may run more than once: a batch broken off is applied again.
 pub type Evaluate = Box<dyn Fn(&Inventory) -> Vec<Detection> + Send + Sync>;
 
-struct Job {
-    host_id: String,
-    checkin: Arc<CheckIn>,
-    catalog_digest: String,
-    evaluate: Evaluate,
-    reply: oneshot::Sender<Result<CheckInOutcome, StoreError>>,
+pub(super) struct Job {
+    pub(super) host_id: String,
+    pub(super) checkin: Arc<CheckIn>,
+    pub(super) catalog_digest: String,
+    pub(super) evaluate: Evaluate,
+    pub(super) reply: oneshot::Sender<Result<CheckInOutcome, StoreError>>,
 }
 
 /// The committers of one store, started at the first check-in (so that
@@ -40,20 +40,30 @@ pub struct Committers {
     count: usize,
     /// The committers' own pool, when they have one (SQLite).
     writer: Option<Pool>,
+    /// SQLite's committer's own connection for unchanged check-ins.
+    direct: Option<Arc<super::direct::Direct>>,
     queues: OnceLock<Vec<mpsc::Sender<Job>>>,
 }
 
 impl Committers {
-    pub(super) fn new(count: usize, writer: Option<Pool>) -> Committers {
+    pub(super) fn new(
+        count: usize,
+        writer: Option<Pool>,
+        direct: Option<super::direct::Direct>,
+    ) -> Committers {
         Committers {
             count: count.max(1),
             writer,
+            direct: direct.map(Arc::new),
             queues: OnceLock::new(),
         }
     }
 
     /// Closes the committers' own connections (the store is closing).
     pub(super) async fn close(&self) {
+        if let Some(d) = &self.direct {
+            d.close();
+        }
         if let Some(w) = &self.writer {
             w.close().await;
         }
@@ -78,8 +88,10 @@ impl Committers {
                         pool: self.writer.clone().unwrap_or_else(|| store.pool.clone()),
                         commits: None,
                     };
-                    match &self.writer {
-                        Some(Pool::Sqlite(_)) => run_on_own_thread(writer, rx),
+                    match (&self.writer, &self.direct) {
+                        (Some(Pool::Sqlite(_)), Some(direct)) => {
+                            run_on_own_thread(writer, direct.clone(), rx)
+                        }
                         _ => {
                             tokio::spawn(run(writer, rx));
                         }
@@ -111,16 +123,31 @@ impl Committers {
 
 /// SQLite's one committer runs on a thread of its own: between its
 /// statements it is woken at once instead of waiting behind the
-/// connections' tasks. If the thread cannot start, `rx` is dropped and
+/// connections' tasks, and it applies unchanged check-ins itself
+/// ([`super::direct`]). If the thread cannot start, `rx` is dropped and
 /// every check-in is written alone ([`Committers::submit`]).
-fn run_on_own_thread(store: Store, rx: mpsc::Receiver<Job>) {
+fn run_on_own_thread(
+    store: Store,
+    direct: Arc<super::direct::Direct>,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let started = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .and_then(|rt| {
             std::thread::Builder::new()
                 .name("muster-commit".into())
-                .spawn(move || rt.block_on(run(store, rx)))
+                .spawn(move || {
+                    rt.block_on(async {
+                        let mut jobs = Vec::with_capacity(MAX_BATCH);
+                        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+                            let rest = direct.commit(std::mem::take(&mut jobs), now());
+                            if !rest.is_empty() {
+                                store.commit_batch(rest).await;
+                            }
+                        }
+                    })
+                })
         });
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the committer's thread; check-ins are written one by one");
@@ -137,17 +164,17 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
 
 /// What the batch read of a host before applying anything.
 #[derive(sqlx::FromRow)]
-struct Known {
-    id: String,
-    last_sequence: i64,
-    revoked_at: Option<i64>,
-    superseded_by: Option<String>,
-    hostname: String,
+pub(super) struct Known {
+    pub(super) id: String,
+    pub(super) last_sequence: i64,
+    pub(super) revoked_at: Option<i64>,
+    pub(super) superseded_by: Option<String>,
+    pub(super) hostname: String,
 }
 
 /// How one check-in of a batch is applied.
 #[derive(Debug, PartialEq)]
-enum Step {
+pub(super) enum Step {
     /// Its outcome is known from what was read, and it writes nothing.
     Answer(CheckInOutcome),
     /// Nothing changed but the time and facts: applied in bulk.
@@ -162,7 +189,11 @@ enum Step {
 /// first report, a hostname written otherwise, a superseded host reporting
 /// again), and
 /// every report of a host that has two in the batch, goes alone.
-fn plan(jobs: &[Job], known: Vec<Known>, stored: Vec<(String, String, String)>) -> Vec<Step> {
+pub(super) fn plan(
+    jobs: &[Job],
+    known: Vec<Known>,
+    stored: Vec<(String, String, String)>,
+) -> Vec<Step> {
     let known: HashMap<String, Known> = known.into_iter().map(|k| (k.id.clone(), k)).collect();
     let mut digests: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     for (host, name, digest) in stored {

@@ -1,0 +1,443 @@
+//! SQLite's unchanged check-ins, applied by the committer's own thread on
+//! the writer's connection, with no round trip to sqlx's worker thread.
+//!
+//! Through sqlx every statement is a message to the connection's worker
+//! thread and a wake-up back, and a batch of unchanged check-ins took eight
+//! of them: with kept-open agents the committer spent about 40 % of each
+//! batch waiting for one thread or the other to be scheduled, and SQLite
+//! spent much of the rest taking apart the JSON the batch was bound as.
+//! Here the committer's thread holds a connection of its own (rusqlite, on
+//! the same SQLite library) and runs plain prepared statements on it, one
+//! row each.
+//!
+//! Only what [`plan`] marks unchanged or answerable is done here; every
+//! other check-in of the batch (sections sent, a first report, a host with
+//! two reports in the batch) goes on through [`Store::commit_batch`] after
+//! this transaction commits. A host's reports are either all here or all
+//! there, so they stay in order. The two connections share the file's
+//! write lock like any two writers; when sqlx's has written, this one
+//! reads its pages again (WAL mode drops a connection's cache when another
+//! wrote), which costs little next to the round trips it saves.
+//!
+//! The committer does not checkpoint the WAL after its commits, as every
+//! SQLite connection does by default each 1 000 pages: with kept-open
+//! agents that was a checkpoint every few dozen milliseconds, a fifth of
+//! the committer's time, and the batches that did it took up to 20 ms.
+//! A thread of its own checkpoints instead ([`checkpoints`]), while the
+//! committer goes on. The WAL starts over only when a write transaction
+//! begins with every frame copied back, which under steady load the
+//! checkpointer never wins, so the committer itself copies what is left
+//! every [`CATCH_UP`] commits, a few pages when the checkpointer keeps up.
+
+use super::commit::{Job, Known, Step, plan};
+use super::*;
+use rusqlite::{OpenFlags, OptionalExtension, params};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// Commits between the committer's own checkpoints, which let the WAL
+/// start over (under half a second of steady load; a WAL of 50 MB).
+const CATCH_UP: u32 = 256;
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// The committer's own SQLite connection, opened at its first batch and
+/// closed with the store.
+pub(super) struct Direct {
+    path: PathBuf,
+    state: Mutex<State>,
+    /// Tells the checkpointer's thread to stop.
+    closing: Arc<Closing>,
+}
+
+enum State {
+    Unopened,
+    Open {
+        db: rusqlite::Connection,
+        /// Commits since the committer last checkpointed.
+        commits: u32,
+    },
+    /// The store is closing: nothing opens it again.
+    Closed,
+}
+
+#[derive(Default)]
+struct Closing {
+    closed: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Direct {
+    pub(super) fn new(path: PathBuf) -> Direct {
+        Direct {
+            path,
+            state: Mutex::new(State::Unopened),
+            closing: Arc::default(),
+        }
+    }
+
+    /// Closes the connection and stops the checkpointer (the store is
+    /// closing); later batches go through sqlx.
+    pub(super) fn close(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Closed;
+        *self
+            .closing
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        self.closing.wake.notify_all();
+    }
+
+    /// Opens the committer's connection and starts the checkpointer. When
+    /// the checkpointer's thread cannot start, the committer checkpoints
+    /// as SQLite does by default.
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let db = open(&self.path)?;
+        let (path, closing) = (self.path.clone(), self.closing.clone());
+        let started = std::thread::Builder::new()
+            .name("muster-checkpoint".into())
+            .spawn(move || checkpoints(&path, &closing));
+        match started {
+            Ok(_) => db.execute_batch("PRAGMA wal_autocheckpoint = 0")?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the checkpointer's thread; the committer checkpoints")
+            }
+        }
+        Ok(db)
+    }
+
+    /// Applies the batch's unchanged check-ins in one transaction and
+    /// answers them and the ones [`plan`] can answer from what it read.
+    /// Returns the others, to be applied through sqlx. When anything fails
+    /// here, all of them are returned, and nothing of this transaction
+    /// stays.
+    pub(super) fn commit(&self, jobs: Vec<Job>, t: i64) -> Vec<Job> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let State::Unopened = *state {
+            match self.open() {
+                Ok(db) => *state = State::Open { db, commits: 0 },
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %self.path.display(), "the committer cannot open its own connection; check-ins go through the pool");
+                    *state = State::Closed;
+                }
+            }
+        }
+        let State::Open { db, commits } = &mut *state else {
+            return jobs;
+        };
+        let started = std::time::Instant::now();
+        let outcomes = apply(db, &jobs, t);
+        *commits += 1;
+        if *commits >= CATCH_UP {
+            match checkpoint(db) {
+                // Busy: the checkpointer is at it; try after the next commit.
+                Ok(true) => {}
+                Ok(false) => *commits = 0,
+                Err(e) => tracing::warn!(error = %e, "the committer's checkpoint failed"),
+            }
+        }
+        tracing::debug!(
+            check_ins = jobs.len(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "group commit (direct)"
+        );
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::debug!(error = %e, check_ins = jobs.len(), "the batch goes through sqlx");
+                return jobs;
+            }
+        };
+        let mut rest = Vec::new();
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            match outcome {
+                Some(outcome) => {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                None => rest.push(job),
+            }
+        }
+        rest
+    }
+}
+
+/// The store's database with the settings of its sqlx connections
+/// ([`Store::open`]); the file is already in WAL mode.
+fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    db.busy_timeout(Duration::from_secs(30))?;
+    db.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+    )?;
+    Ok(db)
+}
+
+/// Copies the WAL back into the database while the committer writes,
+/// until the store closes. Each pass copies what the committer committed
+/// since the last (`PASSIVE`: it never waits for a reader or a writer).
+fn checkpoints(path: &std::path::Path, closing: &Closing) {
+    let db = match open(path) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "the checkpointer cannot open the database; the committer checkpoints alone");
+            return;
+        }
+    };
+    let mut closed = closing.closed.lock().unwrap_or_else(|e| e.into_inner());
+    while !*closed {
+        drop(closed);
+        if let Err(e) = checkpoint(&db) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+        closed = closing.closed.lock().unwrap_or_else(|e| e.into_inner());
+        closed = closing
+            .wake
+            .wait_timeout(closed, CHECKPOINT_EVERY)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// One `PASSIVE` checkpoint; `true` when another checkpoint was under way.
+fn checkpoint(db: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        r.get::<_, i64>(0).map(|busy| busy != 0)
+    })
+}
+
+/// The transaction: reads what [`plan`] needs, writes the unchanged
+/// check-ins, commits. `None` for each check-in left to sqlx.
+fn apply(
+    db: &rusqlite::Connection,
+    jobs: &[Job],
+    t: i64,
+) -> rusqlite::Result<Vec<Option<CheckInOutcome>>> {
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let result = write_unchanged(db, jobs, t).and_then(|outcomes| {
+        db.execute_batch("COMMIT")?;
+        Ok(outcomes)
+    });
+    if result.is_err() && !db.is_autocommit() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn write_unchanged(
+    db: &rusqlite::Connection,
+    jobs: &[Job],
+    t: i64,
+) -> rusqlite::Result<Vec<Option<CheckInOutcome>>> {
+    let mut known = Vec::with_capacity(jobs.len());
+    let mut stored = Vec::new();
+    {
+        let mut host = db.prepare_cached(
+            "SELECT id, last_sequence, revoked_at, superseded_by, hostname FROM hosts WHERE id = ?1",
+        )?;
+        let mut sections =
+            db.prepare_cached("SELECT name, digest FROM sections WHERE host_id = ?1")?;
+        for job in jobs {
+            // A report with sections goes through sqlx whatever is stored.
+            if !job.checkin.sections.is_empty() {
+                continue;
+            }
+            let row = host
+                .query_row([&job.host_id], |r| {
+                    Ok(Known {
+                        id: r.get(0)?,
+                        last_sequence: r.get(1)?,
+                        revoked_at: r.get(2)?,
+                        superseded_by: r.get(3)?,
+                        hostname: r.get(4)?,
+                    })
+                })
+                .optional()?;
+            let Some(row) = row else { continue };
+            known.push(row);
+            let mut rows = sections.query([&job.host_id])?;
+            while let Some(r) = rows.next()? {
+                stored.push((job.host_id.clone(), r.get(0)?, r.get(1)?));
+            }
+        }
+    }
+    let mut count = db.prepare_cached(
+        "SELECT COUNT(*) FROM detections WHERE host_id = ?1 AND removed_at IS NULL",
+    )?;
+    let mut seen = db.prepare_cached(
+        "UPDATE detections SET last_seen = ?2 WHERE host_id = ?1 AND removed_at IS NULL",
+    )?;
+    // What `unchanged_set!` sets, for one host.
+    let mut host = db.prepare_cached(
+        "UPDATE hosts SET os_name = ?2, os_version = ?3, kernel = ?4, arch = ?5, ips = ?6, \
+         agent_version = ?7, last_checkin = ?8, last_sequence = ?9, catalog_version = ?10, \
+         agent_detections = ?11, platform = ?12, hardware_id = ?13, stale_since = NULL, \
+         superseded_by = NULL, superseded_at = NULL WHERE id = ?1",
+    )?;
+    let mut history = db.prepare_cached(
+        "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) \
+         VALUES (?1, ?2, ?3, ?4, 0)",
+    )?;
+    plan(jobs, known, stored)
+        .into_iter()
+        .zip(jobs)
+        .map(|(step, job)| match step {
+            Step::Answer(outcome) => Ok(Some(outcome)),
+            Step::Alone => Ok(None),
+            Step::Unchanged => {
+                let (c, f) = (&job.checkin, &job.checkin.facts);
+                let present: i64 = count.query_row([&job.host_id], |r| r.get(0))?;
+                if present > 0 {
+                    seen.execute(params![job.host_id, t])?;
+                }
+                host.execute(params![
+                    job.host_id,
+                    f.os_name,
+                    f.os_version,
+                    f.kernel,
+                    f.arch,
+                    json(&f.ips),
+                    f.agent_version,
+                    t,
+                    c.sequence as i64,
+                    c.catalog_version,
+                    json(&c.agent_detections),
+                    f.platform,
+                    f.hardware_id,
+                ])?;
+                history.execute(params![job.host_id, c.sequence as i64, t, c.scanned_at])?;
+                Ok(Some(CheckInOutcome::Accepted {
+                    detections: present as usize,
+                    superseded: Vec::new(),
+                    reappeared: None,
+                }))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muster_catalog::{Item, ItemKind, Presence};
+    use tokio::sync::oneshot;
+
+    fn report(sequence: u64, hostname: &str, os_version: &str) -> CheckIn {
+        let section = Section {
+            items: vec![Item::new(
+                ItemKind::Package,
+                "bash",
+                Presence::Present,
+                "dpkg",
+            )],
+        };
+        CheckIn {
+            sequence,
+            facts: HostFacts {
+                hostname: hostname.into(),
+                os_name: "Debian GNU/Linux".into(),
+                os_version: os_version.into(),
+                ..HostFacts::default()
+            },
+            digests: BTreeMap::from([("dpkg".to_string(), section.digest())]),
+            sections: BTreeMap::from([("dpkg".to_string(), section)]),
+            agent_detections: Vec::new(),
+            catalog_version: String::new(),
+            scanned_at: now(),
+        }
+    }
+
+    fn job(
+        host_id: &str,
+        checkin: CheckIn,
+    ) -> (Job, oneshot::Receiver<Result<CheckInOutcome, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            host_id: host_id.into(),
+            checkin: Arc::new(checkin),
+            catalog_digest: "catalog-1".into(),
+            evaluate: Box::new(|_| Vec::new()),
+            reply,
+        };
+        (job, answer)
+    }
+
+    #[tokio::test]
+    async fn unchanged_check_ins_are_stored_here_and_the_others_left_to_sqlx() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("muster.db");
+        let store = Store::open(&Database::Sqlite(path.clone()), true)
+            .await
+            .unwrap();
+        let mut hosts = Vec::new();
+        for n in 0..3 {
+            let token = format!("token-{n}");
+            store.create_token(&token, now() + 60, 1).await.unwrap();
+            let facts = report(1, &format!("h{n}"), "12").facts;
+            let (id, _) = store
+                .enroll(&token, &facts, |id| {
+                    Ok(crate::pki::Issued {
+                        cert_pem: String::new(),
+                        key_pem: String::new(),
+                        serial: format!("serial-{id}"),
+                        ca: "ca-1".into(),
+                    })
+                })
+                .await
+                .unwrap();
+            let first = report(1, &format!("h{n}"), "12");
+            let out = store
+                .checkin(&id, Arc::new(first), "catalog-1", |_| Vec::new())
+                .await
+                .unwrap();
+            assert!(matches!(out, CheckInOutcome::Accepted { .. }), "{out:?}");
+            hosts.push(id);
+        }
+        let direct = Direct::new(path);
+        // h0: unchanged, on a new system version; h1: a retry; h2: sections.
+        let mut unchanged = report(2, "h0", "13");
+        unchanged.sections.clear();
+        let mut retry = report(1, "h1", "12");
+        retry.sections.clear();
+        let (j0, a0) = job(&hosts[0], unchanged);
+        let (j1, a1) = job(&hosts[1], retry);
+        let (j2, _a2) = job(&hosts[2], report(2, "h2", "12"));
+        let rest = direct.commit(vec![j0, j1, j2], now());
+
+        assert_eq!(rest.len(), 1, "only the report with sections is left");
+        assert_eq!(rest[0].host_id, hosts[2]);
+        let out = a0.await.unwrap().unwrap();
+        assert_eq!(
+            out,
+            CheckInOutcome::Accepted {
+                detections: 0,
+                superseded: Vec::new(),
+                reappeared: None
+            }
+        );
+        assert_eq!(a1.await.unwrap().unwrap(), CheckInOutcome::Duplicate);
+        let (h0, _, _) = store.host(&hosts[0]).await.unwrap().unwrap();
+        assert_eq!((h0.last_sequence, h0.facts.os_version.as_str()), (2, "13"));
+        let (h2, _, _) = store.host(&hosts[2]).await.unwrap().unwrap();
+        assert_eq!(h2.last_sequence, 1, "left for sqlx: not written here");
+        let history: i64 = on_pool!(store, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM checkins WHERE host_id = $1")
+                .bind(&hosts[0])
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        assert_eq!(history, 2, "the first report and the unchanged one");
+
+        // Closed, it stores nothing and hands every check-in back.
+        direct.close();
+        let mut again = report(3, "h0", "13");
+        again.sections.clear();
+        let (j, _a) = job(&hosts[0], again);
+        assert_eq!(direct.commit(vec![j], now()).len(), 1);
+        store.close().await;
+    }
+}
