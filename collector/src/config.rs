@@ -122,6 +122,9 @@ pub struct Config {
     /// How long an event waits in the outbox for an exporter that cannot
     /// deliver it; older ones are dropped, counted and logged.
     pub siem_retention: String,
+    /// How long the log of acknowledged check-ins is kept; older entries
+    /// are deleted by the sweep.
+    pub checkin_history: String,
     /// Address of the Prometheus metrics endpoint (plain HTTP, `GET
     /// /metrics`); unset: none.
     pub metrics_listen: Option<String>,
@@ -225,6 +228,7 @@ impl Default for Config {
             campaign: Vec::new(),
             export: Vec::new(),
             siem_retention: "7d".into(),
+            checkin_history: "90d".into(),
             metrics_listen: None,
             http_listen: None,
         }
@@ -292,6 +296,11 @@ pub const DEFAULT_CONFIG: &str = r#"# Muster collector configuration.
 # How long events wait for an exporter that cannot deliver them; older
 # ones are dropped, counted and logged.
 # siem_retention = "7d"
+
+# How long the log of every acknowledged check-in (host, sequence, time) is
+# kept. Older entries are deleted; each host keeps its last check-in, and
+# every change of a detection stays in the events.
+# checkin_history = "90d"
 
 # Prometheus metrics over plain HTTP (GET /metrics); off unless set.
 # metrics_listen = "127.0.0.1:9464"
@@ -414,6 +423,18 @@ impl Config {
             Ok(_) => {}
             Err(e) => p.push(format!("siem_retention: {e}")),
         }
+        match parse_duration(&self.checkin_history) {
+            Ok(d) if d.as_secs() < 86400 => p.push(format!(
+                "checkin_history = {:?} is shorter than 1d",
+                self.checkin_history
+            )),
+            Ok(d) if d.as_secs() > 3650 * 86400 => p.push(format!(
+                "checkin_history = {:?} is longer than 3650d",
+                self.checkin_history
+            )),
+            Ok(_) => {}
+            Err(e) => p.push(format!("checkin_history: {e}")),
+        }
         if let Some(a) = &self.metrics_listen
             && a.parse::<std::net::SocketAddr>().is_err()
         {
@@ -456,6 +477,11 @@ impl Config {
         parse_duration(&self.siem_retention).unwrap_or(Duration::from_secs(7 * 86400))
     }
 
+    /// How long the check-in log is kept (validated by [`Config::load`]).
+    pub fn checkin_history(&self) -> Duration {
+        parse_duration(&self.checkin_history).unwrap_or(Duration::from_secs(90 * 86400))
+    }
+
     /// The check-in interval (validated by [`Config::load`]).
     pub fn interval(&self) -> Duration {
         parse_duration(&self.checkin_interval).unwrap_or(Duration::from_secs(3600))
@@ -494,6 +520,7 @@ mod tests {
         let cfg: Config = toml::from_str(
             r#"
             siem_retention = "5m"
+            checkin_history = "12h"
             metrics_listen = "nowhere"
             [[export]]
             name = "soc"
@@ -511,7 +538,11 @@ mod tests {
         )
         .unwrap();
         let p = cfg.problems();
-        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("checkin_history = \"12h\" is shorter than 1d"))
+        );
         assert!(
             p.iter()
                 .any(|m| m.contains("export \"soc\" is defined twice"))

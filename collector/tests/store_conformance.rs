@@ -774,6 +774,59 @@ async fn raw(db: &Database, sql: &str) {
     }
 }
 
+/// One number the store's database answers `sql` with, beside the store.
+async fn number(db: &Database, sql: &str) -> i64 {
+    let sql = sqlx::AssertSqlSafe(sql.to_string());
+    match db {
+        Database::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+        Database::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_check_in_log_is_pruned_oldest_first_and_hosts_keep_their_last() {
+    on_every_backend_raw(|store, db| async move {
+        let host = enroll(&store, "old").await;
+        let day = 86_400;
+        let t0 = now();
+        // Five check-ins, one a day, the last yesterday.
+        for n in 1..=5u64 {
+            let at = t0 - (6 - n as i64) * day;
+            let out = store
+                .checkin_at(&host, &report(n, "old", &[]), "catalog-1", evaluate, at)
+                .await
+                .unwrap();
+            assert!(matches!(out, CheckInOutcome::Accepted { .. }), "{out:?}");
+        }
+        let before = t0 - 5 * day / 2;
+        assert_eq!(store.prune_checkins(before, 1).await.unwrap(), 1);
+        assert_eq!(store.prune_checkins(before, 100).await.unwrap(), 2);
+        assert_eq!(store.prune_checkins(before, 100).await.unwrap(), 0);
+        let log = format!("FROM checkins WHERE host_id = '{host}'");
+        assert_eq!(number(&db, &format!("SELECT COUNT(*) {log}")).await, 2);
+        assert_eq!(
+            number(&db, &format!("SELECT MIN(sequence) {log}")).await,
+            4,
+            "the oldest went first"
+        );
+        let (h, _, _) = store.host(&host).await.unwrap().unwrap();
+        assert_eq!((h.last_sequence, h.last_checkin), (5, Some(t0 - day)));
+    })
+    .await;
+}
+
 /// The events after `after` once at least `n` are visible. On PostgreSQL
 /// an event becomes readable when every transaction older than its own has
 /// finished, in any database of the server: the suite's other tests run

@@ -3,7 +3,8 @@
 //! that still has a banned product after a campaign's deadline gets a
 //! `campaign_missed` event (once per campaign). On several collectors
 //! sharing a database the sweeps may run on each; the store writes each
-//! event once.
+//! event once. The same pass deletes the check-in log's entries older
+//! than `checkin_history`.
 
 use crate::server::State;
 use std::sync::Arc;
@@ -11,6 +12,10 @@ use std::time::Duration;
 
 /// Hosts handled per transaction.
 const BATCH: u32 = 500;
+
+/// Check-in log entries deleted per statement: a short hold of the write
+/// lock, so check-ins are not kept waiting behind a large deletion.
+const PRUNE_BATCH: u32 = 5_000;
 
 /// How often the sweeps run: a quarter of the check-in interval, between
 /// 2 seconds and a minute.
@@ -49,6 +54,22 @@ pub async fn once(state: &State) -> Result<(), crate::store::StoreError> {
         }
     }
     let now = crate::store::now();
+    let before = now - state.config.checkin_history().as_secs() as i64;
+    let mut pruned = 0;
+    loop {
+        let n = state.store.prune_checkins(before, PRUNE_BATCH).await?;
+        pruned += n;
+        if n < u64::from(PRUNE_BATCH) {
+            break;
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(
+            entries = pruned,
+            older_than = %state.config.checkin_history,
+            "check-in log pruned"
+        );
+    }
     for c in state.store.campaigns().await? {
         if c.remove_by > now {
             continue;

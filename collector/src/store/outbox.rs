@@ -455,6 +455,25 @@ impl Store {
         })
     }
 
+    /// Deletes up to `limit` entries of the check-in log received before
+    /// `before`, oldest first; returns how many. A host's last check-in
+    /// stays on the host, and its detections' history in the events.
+    pub async fn prune_checkins(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        on_pool!(self, |pool| {
+            let done = sqlx::query(self.locked(
+                "DELETE FROM checkins WHERE rowid IN (SELECT rowid FROM checkins \
+                 WHERE received_at < $1 ORDER BY received_at LIMIT $2)",
+                "DELETE FROM checkins WHERE ctid IN (SELECT ctid FROM checkins \
+                 WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            ))
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     /// Revokes host `id`: its state stays, marked revoked, and its
     /// check-ins are refused from now on. False when there is no such
     /// host; already revoked is fine (nothing changes).
