@@ -54,24 +54,46 @@ pub fn identity_uri(role: Role, id: &str) -> String {
 /// Reads the Muster identity out of a DER certificate that the TLS layer has
 /// already verified against the CA.
 pub fn peer_from_der(der: &[u8]) -> Result<Peer> {
+    certified(der)?.at(OffsetDateTime::now_utc())
+}
+
+/// What a client certificate names, with its validity window: read once
+/// per connection ([`certified`]), checked at every call ([`Certified::at`]).
+#[derive(Debug, Clone)]
+pub struct Certified {
+    peer: Peer,
+    not_before: x509_parser::time::ASN1Time,
+    not_after: x509_parser::time::ASN1Time,
+}
+
+impl Certified {
+    /// The identity, when the certificate is valid at `now`.
+    pub fn at(&self, now: OffsetDateTime) -> Result<Peer> {
+        // The handshake checked the window, but a resumed TLS session (or
+        // a connection kept open) carries the certificate of its first
+        // handshake and may outlive it.
+        if now > self.not_after.to_datetime() {
+            bail!(
+                "the client certificate expired at {}; renew it or enroll again",
+                self.not_after
+            );
+        }
+        if now < self.not_before.to_datetime() {
+            bail!(
+                "the client certificate is not valid before {}; check this host's clock",
+                self.not_before
+            );
+        }
+        Ok(self.peer.clone())
+    }
+}
+
+/// Parses a client certificate (DER) for the Muster identity in its URI
+/// SAN, its serial and its validity window.
+pub fn certified(der: &[u8]) -> Result<Certified> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).context("unparsable client certificate")?;
-    // The handshake checked the window, but a resumed TLS session carries
-    // the certificate of its first handshake and may outlive it.
-    let now = OffsetDateTime::now_utc();
     let validity = cert.validity();
-    if now > validity.not_after.to_datetime() {
-        bail!(
-            "the client certificate expired at {}; renew it or enroll again",
-            validity.not_after
-        );
-    }
-    if now < validity.not_before.to_datetime() {
-        bail!(
-            "the client certificate is not valid before {}; check this host's clock",
-            validity.not_before
-        );
-    }
     let serial = cert.tbs_certificate.raw_serial_as_string().replace(':', "");
     let san = cert
         .subject_alternative_name()
@@ -91,10 +113,14 @@ pub fn peer_from_der(der: &[u8]) -> Result<Peer> {
             if id.is_empty() {
                 continue;
             }
-            return Ok(Peer {
-                role,
-                id: id.to_string(),
-                serial,
+            return Ok(Certified {
+                peer: Peer {
+                    role,
+                    id: id.to_string(),
+                    serial,
+                },
+                not_before: validity.not_before,
+                not_after: validity.not_after,
             });
         }
     }
@@ -383,6 +409,20 @@ mod tests {
             .unwrap();
         let e = peer_from_der(&der(future)).unwrap_err();
         assert!(e.to_string().contains("not valid before"), "{e}");
+        // Read once for a connection, checked at each call: valid now, not
+        // once the connection has outlived the certificate.
+        let day = ca
+            .client_cert_between(
+                Role::Agent,
+                "h",
+                now - Duration::days(1),
+                now + Duration::days(1),
+            )
+            .unwrap();
+        let read = certified(&der(day)).unwrap();
+        assert_eq!(read.at(now).unwrap().id, "h");
+        let e = read.at(now + Duration::days(2)).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
     }
 
     #[test]

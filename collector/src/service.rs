@@ -56,7 +56,10 @@ impl v1::enrollment_server::Enrollment for EnrollmentService {
         &self,
         req: Request<v1::EnrollRequest>,
     ) -> Result<Response<v1::EnrollResponse>, Status> {
-        let addr = req.remote_addr();
+        let addr = req
+            .extensions()
+            .get::<crate::server::Caller>()
+            .and_then(|c| c.remote);
         let r = req.into_inner();
         let facts = facts_from_wire(r.facts.unwrap_or_default())
             .map_err(|e| Status::invalid_argument(e.0))?;

@@ -465,15 +465,7 @@ pub async fn serve(
                             .and_then(|c| c.first())
                             .map(|c| Arc::new(c.as_ref().to_vec()));
                         let conn = ConnInfo { remote: addr, cert };
-                        let _ = tx
-                            .send((
-                                Held {
-                                    io,
-                                    _permit: permit,
-                                },
-                                conn,
-                            ))
-                            .await;
+                        let _ = tx.send((Held::new(io, permit), conn)).await;
                     }
                     Ok(Err(e)) => {
                         tracing::info!(peer = %addr, error = %e, "api: tls handshake refused")
