@@ -411,29 +411,21 @@ impl Config {
                 p.push(e);
             }
         }
-        match parse_duration(&self.siem_retention) {
-            Ok(d) if d.as_secs() < 3600 => p.push(format!(
-                "siem_retention = {:?} is shorter than 1h",
-                self.siem_retention
-            )),
-            Ok(d) if d.as_secs() > 3650 * 86400 => p.push(format!(
-                "siem_retention = {:?} is longer than 3650d",
-                self.siem_retention
-            )),
-            Ok(_) => {}
-            Err(e) => p.push(format!("siem_retention: {e}")),
-        }
-        match parse_duration(&self.checkin_history) {
-            Ok(d) if d.as_secs() < 86400 => p.push(format!(
-                "checkin_history = {:?} is shorter than 1d",
-                self.checkin_history
-            )),
-            Ok(d) if d.as_secs() > 3650 * 86400 => p.push(format!(
-                "checkin_history = {:?} is longer than 3650d",
-                self.checkin_history
-            )),
-            Ok(_) => {}
-            Err(e) => p.push(format!("checkin_history: {e}")),
+        for (key, value, shortest) in [
+            ("siem_retention", &self.siem_retention, "1h"),
+            ("checkin_history", &self.checkin_history, "1d"),
+        ] {
+            let shortest_s = parse_duration(shortest).expect("a valid limit").as_secs();
+            match parse_duration(value) {
+                Ok(d) if d.as_secs() < shortest_s => {
+                    p.push(format!("{key} = {value:?} is shorter than {shortest}"))
+                }
+                Ok(d) if d.as_secs() > 3650 * 86400 => {
+                    p.push(format!("{key} = {value:?} is longer than 3650d"))
+                }
+                Ok(_) => {}
+                Err(e) => p.push(format!("{key}: {e}")),
+            }
         }
         if let Some(a) = &self.metrics_listen
             && a.parse::<std::net::SocketAddr>().is_err()
