@@ -51,12 +51,6 @@ pub fn identity_uri(role: Role, id: &str) -> String {
     format!("urn:muster:{}:{id}", role.as_str())
 }
 
-/// Reads the Muster identity out of a DER certificate that the TLS layer has
-/// already verified against the CA.
-pub fn peer_from_der(der: &[u8]) -> Result<Peer> {
-    certified(der)?.at(OffsetDateTime::now_utc())
-}
-
 /// What a client certificate names, with its validity window: read once
 /// per connection ([`certified`]), checked at every call ([`Certified::at`]).
 #[derive(Debug, Clone)]
@@ -88,8 +82,9 @@ impl Certified {
     }
 }
 
-/// Parses a client certificate (DER) for the Muster identity in its URI
-/// SAN, its serial and its validity window.
+/// Parses a client certificate (DER), which the TLS layer has already
+/// verified against the CA, for the Muster identity in its URI SAN, its
+/// serial and its validity window.
 pub fn certified(der: &[u8]) -> Result<Certified> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).context("unparsable client certificate")?;
@@ -344,6 +339,11 @@ fn client_params(role: Role, id: &str, days: i64) -> Result<(CertificateParams, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The identity a certificate names now.
+    fn peer_from_der(der: &[u8]) -> Result<Peer> {
+        certified(der)?.at(OffsetDateTime::now_utc())
+    }
 
     #[test]
     fn agent_identity_comes_from_the_collector_not_the_csr() {

@@ -156,22 +156,17 @@ pub struct RequireRole(pub Role);
 
 impl Interceptor for RequireRole {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let certified = req
+        let peer = req
             .extensions()
             .get::<Caller>()
-            .and_then(|c| c.certified.clone())
+            .and_then(|c| c.peer_at(time::OffsetDateTime::now_utc()))
             .ok_or_else(|| {
                 Status::unauthenticated(format!(
                     "this service needs a client certificate with the {} role",
                     self.0
                 ))
-            })?;
-        let peer = match &*certified {
-            Ok(c) => c
-                .at(time::OffsetDateTime::now_utc())
-                .map_err(|e| Status::unauthenticated(e.to_string()))?,
-            Err(e) => return Err(Status::unauthenticated(e.clone())),
-        };
+            })?
+            .map_err(Status::unauthenticated)?;
         if peer.role != self.0 {
             return Err(Status::permission_denied(format!(
                 "an {} certificate cannot call the {} service",
@@ -275,8 +270,9 @@ pub async fn serve(
 /// extensions: its address, and what its client certificate names, parsed
 /// once when the connection is accepted rather than at every call (that
 /// was a tenth of the collector's own work with kept-open agents). The
-/// certificate's validity window is still checked at every call.
-#[derive(Clone)]
+/// certificate's validity window is still checked at every call. The
+/// gRPC services and the HTTP API both read their callers from it.
+#[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The peer's address.
     pub remote: Option<std::net::SocketAddr>,
@@ -293,8 +289,23 @@ impl Caller {
             certified: session
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .map(|der| Arc::new(crate::pki::certified(der).map_err(|e| e.to_string()))),
+                .map(|der| Arc::new(crate::pki::certified(der).map_err(|e| format!("{e:#}")))),
         }
+    }
+
+    /// Whether the caller presented a client certificate.
+    pub fn has_certificate(&self) -> bool {
+        self.certified.is_some()
+    }
+
+    /// The identity the client certificate names, if it is valid at
+    /// `now`, or why not; `None` without a client certificate.
+    pub fn peer_at(&self, now: time::OffsetDateTime) -> Option<Result<crate::pki::Peer, String>> {
+        let certified = self.certified.as_deref()?;
+        Some(match certified {
+            Ok(c) => c.at(now).map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.clone()),
+        })
     }
 }
 
@@ -316,6 +327,11 @@ impl Held {
             io,
             _permit: permit,
         }
+    }
+
+    /// Who is at the other end.
+    pub(crate) fn caller(&self) -> &Caller {
+        &self.caller
     }
 }
 

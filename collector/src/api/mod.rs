@@ -195,9 +195,8 @@ impl Operator {
 pub struct ConnInfo {
     /// The client's address.
     pub remote: SocketAddr,
-    /// The client certificate (DER), verified against the CA at the
-    /// handshake, when one was presented.
-    pub cert: Option<Arc<Vec<u8>>>,
+    /// The client certificate's identity, read once per connection.
+    pub caller: crate::server::Caller,
 }
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
@@ -264,15 +263,14 @@ pub async fn authenticate(
             ))),
         };
     }
-    let Some(der) = &conn.cert else {
+    // Checked per request: a kept-alive connection must not outlive its
+    // certificate.
+    let Some(peer) = conn.caller.peer_at(time::OffsetDateTime::now_utc()) else {
         return Err(ApiError::unauthorized(
             "no credentials: send Authorization: Bearer TOKEN (muster-collector operator-token create) or an operator client certificate",
         ));
     };
-    // Parsed per request: a kept-alive connection must not outlive its
-    // certificate.
-    let peer =
-        crate::pki::peer_from_der(der).map_err(|e| ApiError::unauthorized(format!("{e:#}")))?;
+    let peer = peer.map_err(ApiError::unauthorized)?;
     if peer.role != Role::Operator {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -408,7 +406,7 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<ConnInfo> {
         Ok(ConnInfo {
             remote: self.local,
-            cert: None,
+            caller: Default::default(),
         })
     }
 }
@@ -458,14 +456,12 @@ pub async fn serve(
                     tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
                 match handshake.await {
                     Ok(Ok(io)) => {
-                        let cert = io
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| Arc::new(c.as_ref().to_vec()));
-                        let conn = ConnInfo { remote: addr, cert };
-                        let _ = tx.send((Held::new(io, permit), conn)).await;
+                        let held = Held::new(io, permit);
+                        let conn = ConnInfo {
+                            remote: addr,
+                            caller: held.caller().clone(),
+                        };
+                        let _ = tx.send((held, conn)).await;
                     }
                     Ok(Err(e)) => {
                         tracing::info!(peer = %addr, error = %e, "api: tls handshake refused")

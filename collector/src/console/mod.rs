@@ -208,7 +208,7 @@ async fn operator(
             }));
         }
     }
-    if headers.contains_key(header::AUTHORIZATION) || conn.cert.is_some() {
+    if headers.contains_key(header::AUTHORIZATION) || conn.caller.has_certificate() {
         return api::authenticate(st, headers, conn).await.map(Some);
     }
     Ok(None)

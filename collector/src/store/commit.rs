@@ -88,11 +88,9 @@ impl Committers {
                         pool: self.writer.clone().unwrap_or_else(|| store.pool.clone()),
                         commits: None,
                     };
-                    match (&self.writer, &self.direct) {
-                        (Some(Pool::Sqlite(_)), Some(direct)) => {
-                            run_on_own_thread(writer, direct.clone(), rx)
-                        }
-                        _ => {
+                    match &self.direct {
+                        Some(direct) => run_on_own_thread(writer, direct.clone(), rx),
+                        None => {
                             tokio::spawn(run(writer, rx));
                         }
                     }
