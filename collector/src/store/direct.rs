@@ -268,39 +268,45 @@ fn write_unchanged(
 ) -> rusqlite::Result<Vec<Option<CheckInOutcome>>> {
     let mut known = Vec::with_capacity(jobs.len());
     let mut stored = Vec::new();
+    // Each job's host row, so the update below finds it without the id's
+    // index, and the host's present detections.
+    let mut rows = vec![None; jobs.len()];
     {
         let mut host = db.prepare_cached(
-            "SELECT id, last_sequence, revoked_at, superseded_by, hostname FROM hosts WHERE id = ?1",
+            "SELECT id, last_sequence, revoked_at, superseded_by, hostname, rowid, \
+             (SELECT COUNT(*) FROM detections WHERE host_id = ?1 AND removed_at IS NULL) \
+             FROM hosts WHERE id = ?1",
         )?;
         let mut sections =
             db.prepare_cached("SELECT name, digest FROM sections WHERE host_id = ?1")?;
-        for job in jobs {
+        for (job, found) in jobs.iter().zip(&mut rows) {
             // A report with sections goes through sqlx whatever is stored.
             if !job.checkin.sections.is_empty() {
                 continue;
             }
             let row = host
                 .query_row([&job.host_id], |r| {
-                    Ok(Known {
+                    let known = Known {
                         id: r.get(0)?,
                         last_sequence: r.get(1)?,
                         revoked_at: r.get(2)?,
                         superseded_by: r.get(3)?,
                         hostname: r.get(4)?,
-                    })
+                    };
+                    Ok((known, (r.get::<_, i64>(5)?, r.get::<_, i64>(6)?)))
                 })
                 .optional()?;
-            let Some(row) = row else { continue };
+            let Some((row, rowid_and_present)) = row else {
+                continue;
+            };
             known.push(row);
-            let mut rows = sections.query([&job.host_id])?;
-            while let Some(r) = rows.next()? {
+            *found = Some(rowid_and_present);
+            let mut digests = sections.query([&job.host_id])?;
+            while let Some(r) = digests.next()? {
                 stored.push((job.host_id.clone(), r.get(0)?, r.get(1)?));
             }
         }
     }
-    let mut count = db.prepare_cached(
-        "SELECT COUNT(*) FROM detections WHERE host_id = ?1 AND removed_at IS NULL",
-    )?;
     let mut seen = db.prepare_cached(
         "UPDATE detections SET last_seen = ?2 WHERE host_id = ?1 AND removed_at IS NULL",
     )?;
@@ -309,7 +315,7 @@ fn write_unchanged(
         "UPDATE hosts SET os_name = ?2, os_version = ?3, kernel = ?4, arch = ?5, ips = ?6, \
          agent_version = ?7, last_checkin = ?8, last_sequence = ?9, catalog_version = ?10, \
          agent_detections = ?11, platform = ?12, hardware_id = ?13, stale_since = NULL, \
-         superseded_by = NULL, superseded_at = NULL WHERE id = ?1",
+         superseded_by = NULL, superseded_at = NULL WHERE rowid = ?1",
     )?;
     let mut history = db.prepare_cached(
         "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) \
@@ -317,18 +323,21 @@ fn write_unchanged(
     )?;
     plan(jobs, known, stored)
         .into_iter()
-        .zip(jobs)
-        .map(|(step, job)| match step {
+        .zip(jobs.iter().zip(rows))
+        .map(|(step, (job, found))| match step {
             Step::Answer(outcome) => Ok(Some(outcome)),
             Step::Alone => Ok(None),
+            // A host that is unchanged was read above.
             Step::Unchanged => {
+                let Some((rowid, present)) = found else {
+                    return Ok(None);
+                };
                 let (c, f) = (&job.checkin, &job.checkin.facts);
-                let present: i64 = count.query_row([&job.host_id], |r| r.get(0))?;
                 if present > 0 {
                     seen.execute(params![job.host_id, t])?;
                 }
                 host.execute(params![
-                    job.host_id,
+                    rowid,
                     f.os_name,
                     f.os_version,
                     f.kernel,

@@ -461,7 +461,8 @@ impl Store {
     pub async fn prune_checkins(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
         on_pool!(self, |pool| {
             let done = sqlx::query(self.locked(
-                "DELETE FROM checkins WHERE rowid IN (SELECT rowid FROM checkins \
+                "DELETE FROM checkins WHERE (received_at, host_id, sequence) IN \
+                 (SELECT received_at, host_id, sequence FROM checkins \
                  WHERE received_at < $1 ORDER BY received_at LIMIT $2)",
                 "DELETE FROM checkins WHERE ctid IN (SELECT ctid FROM checkins \
                  WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
