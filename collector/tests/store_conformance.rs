@@ -1497,3 +1497,70 @@ async fn console_sessions_speak_for_their_token_until_it_or_they_end() {
     })
     .await;
 }
+
+/// A database of an older collector, with a host and its check-in log,
+/// migrated up to `version` only.
+async fn older_database(db: &Database, version: i64) {
+    let (sqlite, postgres) = (
+        sqlx::migrate!("./migrations/sqlite"),
+        sqlx::migrate!("./migrations/postgres"),
+    );
+    match db {
+        Database::Sqlite(path) => {
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlite.run_to(version, &pool).await.unwrap();
+            pool.close().await;
+        }
+        Database::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            postgres.run_to(version, &pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    raw(
+        db,
+        "INSERT INTO hosts (id, hostname, enrolled_at, last_checkin, last_sequence, cert_serial) \
+         VALUES ('h-old', 'old', 1000, 4000, 3, 'serial-old')",
+    )
+    .await;
+    raw(
+        db,
+        "INSERT INTO checkins (host_id, sequence, received_at, scanned_at, sections_sent) \
+         VALUES ('h-old', 1, 2000, 2000, 1), ('h-old', 2, 3000, 3000, 0), \
+         ('h-old', 3, 4000, 4000, 0)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_older_database_keeps_its_check_in_log_through_the_upgrade() {
+    let mut backends = vec![Backend::sqlite()];
+    backends.extend(Backend::postgres().await);
+    for b in backends {
+        // 0013 rebuilt the log keyed by the time it was received.
+        older_database(&b.db, 12).await;
+        let store = Store::open(&b.db, true).await.expect("open and migrate");
+        eprintln!("-- on {}", store.backend());
+        let log = "FROM checkins WHERE host_id = 'h-old'";
+        assert_eq!(number(&b.db, &format!("SELECT COUNT(*) {log}")).await, 3);
+        assert_eq!(
+            number(
+                &b.db,
+                &format!("SELECT CAST(SUM(sections_sent) AS BIGINT) {log}")
+            )
+            .await,
+            1
+        );
+        assert_eq!(store.prune_checkins(3500, 100).await.unwrap(), 2);
+        assert_eq!(
+            number(&b.db, &format!("SELECT MIN(sequence) {log}")).await,
+            3,
+            "the two oldest went"
+        );
+        let (h, _, _) = store.host("h-old").await.unwrap().unwrap();
+        assert_eq!((h.last_sequence, h.last_checkin), (3, Some(4000)));
+        store.close().await;
+        b.cleanup().await;
+    }
+}
