@@ -312,8 +312,8 @@ impl Caller {
 /// A TLS connection that holds its slot under a connection limit until
 /// closed.
 pub struct Held {
-    pub(crate) io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
+    io: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
     caller: Caller,
 }
 

@@ -91,7 +91,7 @@ impl Committers {
                     match &self.direct {
                         Some(direct) => run_on_own_thread(writer, direct.clone(), rx),
                         None => {
-                            tokio::spawn(run(writer, rx));
+                            tokio::spawn(run(writer, None, rx));
                         }
                     }
                     tx
@@ -124,39 +124,36 @@ impl Committers {
 /// connections' tasks, and it applies unchanged check-ins itself
 /// ([`super::direct`]). If the thread cannot start, `rx` is dropped and
 /// every check-in is written alone ([`Committers::submit`]).
-fn run_on_own_thread(
-    store: Store,
-    direct: Arc<super::direct::Direct>,
-    mut rx: mpsc::Receiver<Job>,
-) {
+fn run_on_own_thread(store: Store, direct: Arc<super::direct::Direct>, rx: mpsc::Receiver<Job>) {
     let started = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .and_then(|rt| {
             std::thread::Builder::new()
                 .name("muster-commit".into())
-                .spawn(move || {
-                    rt.block_on(async {
-                        let mut jobs = Vec::with_capacity(MAX_BATCH);
-                        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-                            let rest = direct.commit(std::mem::take(&mut jobs), now());
-                            if !rest.is_empty() {
-                                store.commit_batch(rest).await;
-                            }
-                        }
-                    })
-                })
+                .spawn(move || rt.block_on(run(store, Some(direct), rx)))
         });
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the committer's thread; check-ins are written one by one");
     }
 }
 
-/// One committer: batches until every sender is dropped.
-async fn run(store: Store, mut rx: mpsc::Receiver<Job>) {
+/// One committer: batches until every sender is dropped. With `direct`
+/// (SQLite), a batch's unchanged check-ins are applied there first.
+async fn run(
+    store: Store,
+    direct: Option<Arc<super::direct::Direct>>,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        store.commit_batch(std::mem::take(&mut jobs)).await;
+        let mut batch = std::mem::take(&mut jobs);
+        if let Some(direct) = &direct {
+            batch = direct.commit(batch, now());
+        }
+        if !batch.is_empty() {
+            store.commit_batch(batch).await;
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! SQLite's unchanged check-ins, applied by the committer's own thread on
-//! the writer's connection, with no round trip to sqlx's worker thread.
+//! a connection of its own, with no round trip to sqlx's worker thread.
 //!
 //! Through sqlx every statement is a message to the connection's worker
 //! thread and a wake-up back, and a batch of unchanged check-ins took eight
