@@ -449,6 +449,8 @@ pub async fn serve(
             if tls.has_changed().unwrap_or(false) {
                 config = http_tls(&tls.borrow_and_update());
             }
+            // As the gRPC listener: no small write waits for a delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             let tx = tx.clone();
             tokio::spawn(async move {
