@@ -98,14 +98,37 @@ fn parse_url(url: &str) -> Result<(&str, u16), ConnectError> {
     Ok((name, port))
 }
 
+/// Where a connection goes when its caller resolved the collector's name
+/// itself, and from which local address: a load generator resolves once
+/// per run rather than at every connection, and spreads its connections
+/// over several local addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub remote: std::net::SocketAddr,
+    pub local: Option<std::net::IpAddr>,
+}
+
+/// The addresses the name of `url` (`https://NAME:PORT`) resolves to.
+pub async fn resolve(url: &str) -> Result<Vec<std::net::SocketAddr>, ConnectError> {
+    let (name, port) = parse_url(url)?;
+    let found =
+        tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| ConnectError::Unreachable {
+                url: url.to_string(),
+                cause: e.to_string(),
+            })?;
+    Ok(found.collect())
+}
+
 /// Opens a TLS channel to `url` with a client configuration made by
-/// [`build_client_config`], from the local address `bind` when given (a
-/// load generator spreads its connections over several). Sessions resume
-/// when the same configuration is used again.
+/// [`build_client_config`], by `route` when given, else to whatever the
+/// name resolves to now. Sessions resume when the same configuration is
+/// used again.
 pub async fn connect_with(
     url: &str,
     config: Arc<rustls::ClientConfig>,
-    bind: Option<std::net::IpAddr>,
+    route: Option<Route>,
 ) -> Result<Channel, ConnectError> {
     let bad = || ConnectError::BadAddress(url.to_string());
     let (name, port) = parse_url(url)?;
@@ -121,7 +144,7 @@ pub async fn connect_with(
         server_name,
         host: name.to_string(),
         port,
-        bind,
+        route,
     };
     // tonic refuses an https:// endpoint without its own TLS settings; the
     // connector below does the TLS, so the endpoint is only the HTTP/2
@@ -232,7 +255,7 @@ struct TlsConnector {
     server_name: ServerName<'static>,
     host: String,
     port: u16,
-    bind: Option<std::net::IpAddr>,
+    route: Option<Route>,
 }
 
 type Io = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
@@ -249,16 +272,17 @@ impl tonic::codegen::Service<Uri> for TlsConnector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let c = self.clone();
         Box::pin(async move {
-            let tcp = match c.bind {
+            let tcp = match c.route {
                 None => tokio::net::TcpStream::connect((c.host.as_str(), c.port)).await?,
-                Some(local) => {
-                    let remote = tokio::net::lookup_host((c.host.as_str(), c.port))
-                        .await?
-                        .find(|a| a.is_ipv4() == local.is_ipv4())
-                        .ok_or_else(|| {
-                            std::io::Error::other(format!("{} has no address like {local}", c.host))
-                        })?;
-                    let socket = if local.is_ipv4() {
+                Some(Route {
+                    remote,
+                    local: None,
+                }) => tokio::net::TcpStream::connect(remote).await?,
+                Some(Route {
+                    remote,
+                    local: Some(local),
+                }) => {
+                    let socket = if remote.is_ipv4() {
                         tokio::net::TcpSocket::new_v4()?
                     } else {
                         tokio::net::TcpSocket::new_v6()?

@@ -17,7 +17,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use muster_catalog::{HostFacts, Item, ItemKind, Presence, Section};
-use muster_proto::channel::{build_client_config, connect_with};
+use muster_proto::channel::{Route, build_client_config, connect_with};
 use muster_proto::v1::{self, agent_client::AgentClient, enrollment_client::EnrollmentClient};
 use muster_proto::{facts_to_wire, section_to_wire};
 use muster_tests::fleetgen::{self, Rng, package_names};
@@ -572,7 +572,7 @@ async fn check_in(
     collector: &str,
     ca: &str,
     mode: Mode,
-    bind: Option<std::net::IpAddr>,
+    route: Option<Route>,
     kind: u64,
     names: &[String],
 ) -> Result<u64, String> {
@@ -593,7 +593,7 @@ async fn check_in(
                     c
                 }
             };
-            let channel = connect_with(collector, config, bind)
+            let channel = connect_with(collector, config, route)
                 .await
                 .map_err(|_| "connect".to_string())?;
             let c = AgentClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
@@ -738,6 +738,20 @@ async fn run(a: RunArgs) -> Result<()> {
     anyhow::ensure!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
     start_sequences();
     let loopback = collector.contains("://localhost:") || collector.contains("://127.");
+    let spread = loopback && sources > 0;
+    // The collector's address, resolved once: a lookup at every connection
+    // costs the load generator (a thread hop and /etc/hosts read) what no
+    // baseline pays, and an agent pays once an hour.
+    let remote = muster_proto::channel::resolve(&collector)
+        .await?
+        .into_iter()
+        .find(|a| !spread || a.is_ipv4())
+        .with_context(|| format!("{collector} resolves to no address to connect to"))?;
+    let route = |w: usize| Route {
+        remote,
+        local: spread
+            .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8])),
+    };
     let n_agents = identities.len();
     let workers = concurrency.clamp(1, n_agents);
     // Agent k belongs to worker k % workers: one check-in per agent at a
@@ -781,15 +795,14 @@ async fn run(a: RunArgs) -> Result<()> {
             barrier.clone(),
             ready.clone(),
         );
-        let bind = (loopback && sources > 0)
-            .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8]));
+        let route = Some(route(w));
         tasks.push(tokio::spawn(async move {
             let mut unserved = 0u64;
             if warm {
                 for sim in &mut shard {
                     let mut served = false;
                     while !served && Instant::now() < warm_deadline {
-                        served = check_in(sim, &collector, &ca, mode, bind, 0, &names)
+                        served = check_in(sim, &collector, &ca, mode, route, 0, &names)
                             .await
                             .is_ok();
                         if !served {
@@ -864,8 +877,7 @@ async fn run(a: RunArgs) -> Result<()> {
             pace.clone(),
         );
         let recording = record.is_some();
-        let bind = (loopback && sources > 0)
-            .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8]));
+        let route = Some(route(w));
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w as u64 + 1));
             if once {
@@ -876,7 +888,7 @@ async fn run(a: RunArgs) -> Result<()> {
                             break;
                         }
                         let t = Instant::now();
-                        let outcome = check_in(sim, &collector, &ca, mode, bind, 0, &names).await;
+                        let outcome = check_in(sim, &collector, &ca, mode, route, 0, &names).await;
                         let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                         let served = {
                             let mut tl = tally.lock().unwrap_or_else(|e| e.into_inner());
@@ -935,7 +947,7 @@ async fn run(a: RunArgs) -> Result<()> {
                 let sim = &mut shard[k % len];
                 k += 1;
                 let t = Instant::now();
-                let outcome = check_in(sim, &collector, &ca, mode, bind, kind, &names).await;
+                let outcome = check_in(sim, &collector, &ca, mode, route, kind, &names).await;
                 let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 let mut tl = tally.lock().unwrap_or_else(|e| e.into_inner());
                 match outcome {
@@ -1158,6 +1170,8 @@ async fn baseline(
             let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
             tokio::spawn(async move {
                 while let Ok((tcp, _)) = listener.accept().await {
+                    // As the collector's listener.
+                    let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     tokio::spawn(async move {
                         use tokio::io::AsyncWriteExt;
@@ -1178,6 +1192,7 @@ async fn baseline(
             let (tx, rx) = tokio::sync::mpsc::channel(128);
             tokio::spawn(async move {
                 while let Ok((tcp, _)) = listener.accept().await {
+                    let _ = tcp.set_nodelay(true);
                     let (acceptor, tx) = (acceptor.clone(), tx.clone());
                     tokio::spawn(async move {
                         if let Ok(tls) = acceptor.accept(tcp).await {
@@ -1238,7 +1253,11 @@ async fn baseline(
                                         .map_err(|e| e.to_string())?,
                                 );
                                 let bind = std::net::IpAddr::from([127, 0, 0, 1 + (w % 8) as u8]);
-                                let channel = connect_with(&url, config, Some(bind))
+                                let route = Route {
+                                    remote: addr,
+                                    local: Some(bind),
+                                };
+                                let channel = connect_with(&url, config, Some(route))
                                     .await
                                     .map_err(|_| "connect".to_string())?;
                                 echo = Some(tonic_health::pb::health_client::HealthClient::new(
