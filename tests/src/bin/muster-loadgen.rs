@@ -576,13 +576,13 @@ async fn check_in(
     kind: u64,
     names: &[String],
 ) -> Result<u64, String> {
-    let identity = (sim.identity.cert_pem.clone(), sim.identity.key_pem.clone());
     let mut client = match (&sim.channel, mode) {
         (Some(c), Mode::Keepalive) => c.clone(),
         _ => {
             let config = match (&sim.config, mode) {
                 (Some(c), Mode::Resume | Mode::Keepalive) => c.clone(),
                 _ => {
+                    let identity = (sim.identity.cert_pem.clone(), sim.identity.key_pem.clone());
                     let c = Arc::new(
                         build_client_config(ca, Some(&identity))
                             .map_err(|_| "credentials".to_string())?,
@@ -611,21 +611,21 @@ async fn check_in(
     // sent or its digests are not known yet: an unchanged check-in of a
     // simulated agent costs the load generator what it costs an agent.
     let mut made = None;
-    let digests = match &sim.digests {
-        Some((v, d)) if *v == sim.variant && kind == 0 => d.clone(),
-        _ => {
-            let (facts, sections) = inventory(sim.identity.index, sim.variant, names);
-            let d: Vec<v1::SectionDigest> = sections
-                .iter()
-                .map(|(name, s)| v1::SectionDigest {
-                    name: name.clone(),
-                    digest: s.digest(),
-                })
-                .collect();
-            sim.digests = Some((sim.variant, d.clone()));
-            made = Some((facts, sections));
-            d
-        }
+    let known = matches!(&sim.digests, Some((v, _)) if *v == sim.variant && kind == 0);
+    if !known {
+        let (facts, sections) = inventory(sim.identity.index, sim.variant, names);
+        let d: Vec<v1::SectionDigest> = sections
+            .iter()
+            .map(|(name, s)| v1::SectionDigest {
+                name: name.clone(),
+                digest: s.digest(),
+            })
+            .collect();
+        sim.digests = Some((sim.variant, d));
+        made = Some((facts, sections));
+    }
+    let Some((_, digests)) = &sim.digests else {
+        unreachable!("made above")
     };
     let sequence = next_sequence();
     // Like an agent that lost its progress, a simulated agent's first
@@ -640,14 +640,12 @@ async fn check_in(
         if !send.is_empty() && made.is_none() {
             made = Some(inventory(sim.identity.index, sim.variant, names));
         }
-        let facts = match &made {
-            Some((f, _)) => facts_to_wire(f),
-            None => sim.facts.clone(),
-        };
-        sim.facts = facts.clone();
+        if let Some((f, _)) = &made {
+            sim.facts = facts_to_wire(f);
+        }
         let req = v1::CheckInRequest {
             sequence,
-            facts: Some(facts),
+            facts: Some(sim.facts.clone()),
             digests: digests.clone(),
             sections: send
                 .iter()
