@@ -5,13 +5,8 @@
 //! Each committer is a task that takes whatever check-ins are queued (up to
 //! [`MAX_BATCH`]), applies each inside a savepoint of one transaction, and
 //! answers every caller only after the commit, so an acknowledgement still
-//! means durable. A lone check-in is committed at once, and batches grow
-//! while a commit is under way; only while check-ins come back to back
-//! does a small batch wait a millisecond for more ([`gathers`]). Each
-//! commit is a synced write plus the pages it dirtied: at 1 500
-//! full-handshake check-ins per second, two thirds of the commits held one
-//! check-in, and the wait cut the committer's CPU per check-in by a
-//! quarter.
+//! means durable. Nothing waits for a batch to fill: a lone check-in is
+//! committed at once, and batches grow only while a commit is under way.
 //! A host always goes to the same committer, so its reports stay in order.
 
 use super::*;
@@ -151,15 +146,7 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    let mut last_commit: Option<std::time::Instant> = None;
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        if gathers(jobs.len(), last_commit.map(|t| t.elapsed())) {
-            tokio::time::sleep(GATHER).await;
-            while jobs.len() < MAX_BATCH {
-                let Ok(job) = rx.try_recv() else { break };
-                jobs.push(job);
-            }
-        }
         let mut batch = std::mem::take(&mut jobs);
         if let Some(direct) = &direct {
             batch = direct.commit(batch, now());
@@ -167,21 +154,7 @@ async fn run(
         if !batch.is_empty() {
             store.commit_batch(batch).await;
         }
-        last_commit = Some(std::time::Instant::now());
     }
-}
-
-/// How long a small batch waits for more while check-ins come back to
-/// back.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// Whether a batch of `len` taken `since_commit` after the last commit
-/// ended waits [`GATHER`] for more: only a small one (under 16), and only
-/// when the committer had been idle under 3 ms, so check-ins are arriving
-/// faster than commits finish. A check-in that comes alone to an idle
-/// committer is committed at once.
-fn gathers(len: usize, since_commit: Option<std::time::Duration>) -> bool {
-    len < 16 && since_commit.is_some_and(|d| d < std::time::Duration::from_millis(3))
 }
 
 /// What the batch read of a host before applying anything.
@@ -517,23 +490,5 @@ fn is_transient(e: &StoreError) -> bool {
             matches!(db.code().as_deref(), Some("40P01" | "40001"))
         }
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn only_a_small_batch_of_a_busy_committer_waits() {
-        // A check-in to an idle committer (none yet, or a long pause).
-        assert!(!gathers(1, None));
-        assert!(!gathers(1, Some(Duration::from_millis(50))));
-        // Back to back: a small batch waits, a large one does not.
-        assert!(gathers(1, Some(Duration::from_micros(200))));
-        assert!(gathers(15, Some(Duration::from_micros(200))));
-        assert!(!gathers(16, Some(Duration::from_micros(200))));
-        assert!(!gathers(MAX_BATCH, Some(Duration::ZERO)));
     }
 }
