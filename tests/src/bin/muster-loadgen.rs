@@ -611,21 +611,20 @@ async fn check_in(
     // sent or its digests are not known yet: an unchanged check-in of a
     // simulated agent costs the load generator what it costs an agent.
     let mut made = None;
-    let known = matches!(&sim.digests, Some((v, _)) if *v == sim.variant && kind == 0);
-    if !known {
-        let (facts, sections) = inventory(sim.identity.index, sim.variant, names);
-        let d: Vec<v1::SectionDigest> = sections
-            .iter()
-            .map(|(name, s)| v1::SectionDigest {
-                name: name.clone(),
-                digest: s.digest(),
-            })
-            .collect();
-        sim.digests = Some((sim.variant, d));
-        made = Some((facts, sections));
-    }
-    let Some((_, digests)) = &sim.digests else {
-        unreachable!("made above")
+    let digests = match &mut sim.digests {
+        Some((v, d)) if *v == sim.variant && kind == 0 => &*d,
+        slot => {
+            let (facts, sections) = inventory(sim.identity.index, sim.variant, names);
+            let d: Vec<v1::SectionDigest> = sections
+                .iter()
+                .map(|(name, s)| v1::SectionDigest {
+                    name: name.clone(),
+                    digest: s.digest(),
+                })
+                .collect();
+            made = Some((facts, sections));
+            &slot.insert((sim.variant, d)).1
+        }
     };
     let sequence = next_sequence();
     // Like an agent that lost its progress, a simulated agent's first
@@ -745,7 +744,7 @@ async fn run(a: RunArgs) -> Result<()> {
         .into_iter()
         .find(|a| !spread || a.is_ipv4())
         .with_context(|| format!("{collector} resolves to no address to connect to"))?;
-    let route = |w: usize| Route {
+    let route_of = |w: usize| Route {
         remote,
         local: spread
             .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (w % usize::from(sources)) as u8])),
@@ -793,7 +792,7 @@ async fn run(a: RunArgs) -> Result<()> {
             barrier.clone(),
             ready.clone(),
         );
-        let route = Some(route(w));
+        let route = Some(route_of(w));
         tasks.push(tokio::spawn(async move {
             let mut unserved = 0u64;
             if warm {
@@ -875,7 +874,7 @@ async fn run(a: RunArgs) -> Result<()> {
             pace.clone(),
         );
         let recording = record.is_some();
-        let route = Some(route(w));
+        let route = Some(route_of(w));
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w as u64 + 1));
             if once {
