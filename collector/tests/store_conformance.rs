@@ -1307,6 +1307,70 @@ async fn a_batch_gives_each_check_in_its_own_outcome() {
     .await;
 }
 
+/// Unchanged check-ins one after another, each seeing what was written
+/// between them by other paths: an operator's revocation, a changed
+/// inventory. (SQLite's committer keeps what it read of each host between
+/// batches; this is what must never go stale.)
+#[tokio::test]
+async fn each_check_in_sees_what_was_written_before_it() {
+    on_every_backend(|store| async move {
+        let bash: &[(&str, Presence)] = &[("bash", Presence::Present)];
+        let kesl: &[(&str, Presence)] = &[("bash", Presence::Present), ("kesl", Presence::Present)];
+        let unchanged = |sequence, pkgs| {
+            let mut c = report(sequence, "a", pkgs);
+            c.sections.clear();
+            c
+        };
+        let (a, b) = (enroll(&store, "a").await, enroll(&store, "b").await);
+        for host in [&a, &b] {
+            let out = checkin(&store, host, &report(1, "a", bash)).await;
+            assert!(matches!(out, CheckInOutcome::Accepted { .. }), "{out:?}");
+        }
+        for host in [&a, &b] {
+            let out = checkin(&store, host, &unchanged(2, bash)).await;
+            assert!(
+                matches!(out, CheckInOutcome::Accepted { detections: 0, .. }),
+                "{out:?}"
+            );
+        }
+
+        assert!(store.revoke_host(&b).await.unwrap());
+        let out = checkin(&store, &b, &unchanged(3, bash)).await;
+        assert!(
+            matches!(out, CheckInOutcome::Revoked { .. }),
+            "revoked since: {out:?}"
+        );
+        let out = checkin(&store, &a, &unchanged(3, bash)).await;
+        assert!(matches!(out, CheckInOutcome::Accepted { .. }), "{out:?}");
+        let out = checkin(&store, &a, &unchanged(3, bash)).await;
+        assert_eq!(out, CheckInOutcome::Duplicate, "sent twice");
+
+        // KESL installed: a changed inventory, then unchanged reports of it.
+        let out = checkin(&store, &a, &report(4, "a", kesl)).await;
+        assert!(
+            matches!(out, CheckInOutcome::Accepted { detections: 1, .. }),
+            "{out:?}"
+        );
+        let out = checkin(&store, &a, &unchanged(5, bash)).await;
+        assert_eq!(
+            out,
+            CheckInOutcome::Missing(vec!["dpkg".into()]),
+            "the inventory before KESL is no longer stored"
+        );
+        let out = checkin(&store, &a, &unchanged(5, kesl)).await;
+        assert!(
+            matches!(out, CheckInOutcome::Accepted { detections: 1, .. }),
+            "{out:?}"
+        );
+        let (h, sections, _) = store.host(&a).await.unwrap().unwrap();
+        assert_eq!(h.last_sequence, 5);
+        assert_eq!(sections[0].digest, report(5, "a", kesl).digests["dpkg"]);
+        let (h, _, _) = store.host(&b).await.unwrap().unwrap();
+        assert_eq!(h.last_sequence, 2, "nothing stored after its revocation");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn operator_tokens_are_found_by_hash_expire_and_are_revoked_by_name_or_id() {
     use muster_collector::store::{OperatorAuth, TokenCreated, TokenRevoked};

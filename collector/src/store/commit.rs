@@ -34,6 +34,16 @@ pub(super) struct Job {
     pub(super) reply: oneshot::Sender<Result<CheckInOutcome, StoreError>>,
 }
 
+impl Job {
+    /// Answers the caller. The check-in is let go first: the caller holds
+    /// it too, so it is freed on the caller's thread, not the committer's.
+    pub(super) fn answer(self, outcome: Result<CheckInOutcome, StoreError>) {
+        let Job { reply, checkin, .. } = self;
+        drop(checkin);
+        let _ = reply.send(outcome);
+    }
+}
+
 /// The committers of one store, started at the first check-in (so that
 /// they run on the runtime that serves).
 pub struct Committers {
@@ -89,7 +99,12 @@ impl Committers {
                         commits: None,
                     };
                     match &self.direct {
-                        Some(direct) => run_on_own_thread(writer, direct.clone(), rx),
+                        Some(direct) => run_on_own_thread(
+                            writer,
+                            direct.clone(),
+                            tokio::runtime::Handle::current(),
+                            rx,
+                        ),
                         None => {
                             tokio::spawn(run(writer, None, rx));
                         }
@@ -104,7 +119,7 @@ impl Committers {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             host_id: host_id.to_string(),
-            checkin,
+            checkin: checkin.clone(),
             catalog_digest: catalog_digest.to_string(),
             evaluate,
             reply,
@@ -113,25 +128,36 @@ impl Committers {
             // The committer is gone (its runtime shut down): write alone.
             return store.alone(&job).await;
         }
-        answer
+        let outcome = answer
             .await
-            .map_err(|_| StoreError::Commit("the check-in was not stored".into()))?
+            .map_err(|_| StoreError::Commit("the check-in was not stored".into()))?;
+        // Freed here rather than on the committer's thread ([`Job::answer`]).
+        drop(checkin);
+        outcome
     }
 }
 
 /// SQLite's one committer runs on a thread of its own: between its
 /// statements it is woken at once instead of waiting behind the
 /// connections' tasks, and it applies unchanged check-ins itself
-/// ([`super::direct`]). If the thread cannot start, `rx` is dropped and
-/// every check-in is written alone ([`Committers::submit`]).
-fn run_on_own_thread(store: Store, direct: Arc<super::direct::Direct>, rx: mpsc::Receiver<Job>) {
+/// ([`super::direct`]). It hands each batch's answers to one task on
+/// `serving`, the runtime of the connections: sent from there, waking
+/// each caller costs no system call, where from this thread each of
+/// hundreds of wake-ups could. If the thread cannot start, `rx` is dropped
+/// and every check-in is written alone ([`Committers::submit`]).
+fn run_on_own_thread(
+    store: Store,
+    direct: Arc<super::direct::Direct>,
+    serving: tokio::runtime::Handle,
+    rx: mpsc::Receiver<Job>,
+) {
     let started = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .and_then(|rt| {
             std::thread::Builder::new()
                 .name("muster-commit".into())
-                .spawn(move || rt.block_on(run(store, Some(direct), rx)))
+                .spawn(move || rt.block_on(run(store, Some((direct, serving)), rx)))
         });
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the committer's thread; check-ins are written one by one");
@@ -139,17 +165,26 @@ fn run_on_own_thread(store: Store, direct: Arc<super::direct::Direct>, rx: mpsc:
 }
 
 /// One committer: batches until every sender is dropped. With `direct`
-/// (SQLite), a batch's unchanged check-ins are applied there first.
+/// (SQLite), a batch's unchanged check-ins are applied there first, and
+/// answered from a task on the runtime given with it.
 async fn run(
     store: Store,
-    direct: Option<Arc<super::direct::Direct>>,
+    direct: Option<(Arc<super::direct::Direct>, tokio::runtime::Handle)>,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let mut batch = std::mem::take(&mut jobs);
-        if let Some(direct) = &direct {
-            batch = direct.commit(batch, now());
+        if let Some((direct, serving)) = &direct {
+            let answered;
+            (answered, batch) = direct.commit(batch, now());
+            if !answered.is_empty() {
+                serving.spawn(async move {
+                    for (job, outcome) in answered {
+                        job.answer(Ok(outcome));
+                    }
+                });
+            }
         }
         if !batch.is_empty() {
             store.commit_batch(batch).await;
@@ -178,34 +213,31 @@ pub(super) enum Step {
     Alone,
 }
 
+/// What [`plan`] needs of a host: its row, and its sections' digests as
+/// `(name, digest)` sorted by name.
+pub(super) type Stored<'a, S> = (&'a Known, &'a [(S, S)]);
+
 /// Decides each check-in's [`Step`] from its host's row and stored
-/// digests, exactly as [`checkin_in_tx!`] would decide. Whatever might
-/// write more than an unchanged report does (sections sent or dropped, a
-/// first report, a hostname written otherwise, a superseded host reporting
-/// again), and
-/// every report of a host that has two in the batch, goes alone.
-pub(super) fn plan(
+/// digests (`stored`, by host id), exactly as [`checkin_in_tx!`] would
+/// decide. Whatever might write more than an unchanged report does
+/// (sections sent or dropped, a first report, a hostname written
+/// otherwise, a superseded host reporting again), and every report of a
+/// host that has two in the batch, goes alone.
+pub(super) fn plan<'a, S: AsRef<str> + 'a>(
     jobs: &[Job],
-    known: Vec<Known>,
-    stored: Vec<(String, String, String)>,
+    stored: impl Fn(&str) -> Option<Stored<'a, S>>,
 ) -> Vec<Step> {
-    let known: HashMap<String, Known> = known.into_iter().map(|k| (k.id.clone(), k)).collect();
-    let mut digests: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    for (host, name, digest) in stored {
-        digests.entry(host).or_default().insert(name, digest);
-    }
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
     for job in jobs {
         *seen.entry(job.host_id.as_str()).or_default() += 1;
     }
-    let none = BTreeMap::new();
     jobs.iter()
         .map(|job| {
             let c = &job.checkin;
             if seen[job.host_id.as_str()] > 1 || !c.sections.is_empty() {
                 return Step::Alone;
             }
-            let Some(host) = known.get(&job.host_id) else {
+            let Some((host, digests)) = stored(&job.host_id) else {
                 return Step::Answer(CheckInOutcome::UnknownHost);
             };
             if let Some(at) = host.revoked_at {
@@ -214,11 +246,16 @@ pub(super) fn plan(
             if c.sequence <= host.last_sequence as u64 {
                 return Step::Answer(CheckInOutcome::Duplicate);
             }
-            let stored = digests.get(&job.host_id).unwrap_or(&none);
+            let digest_of = |name: &str| {
+                digests
+                    .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+                    .ok()
+                    .map(|i| digests[i].1.as_ref())
+            };
             let missing: Vec<String> = c
                 .digests
                 .iter()
-                .filter(|(name, digest)| stored.get(*name) != Some(*digest))
+                .filter(|(name, digest)| digest_of(name) != Some(digest.as_str()))
                 .map(|(name, _)| name.clone())
                 .collect();
             if !missing.is_empty() {
@@ -227,7 +264,7 @@ pub(super) fn plan(
             let same_host = host.last_sequence != 0
                 && host.superseded_by.is_none()
                 && host.hostname == c.facts.hostname;
-            if same_host && stored.len() == c.digests.len() {
+            if same_host && digests.len() == c.digests.len() {
                 Step::Unchanged
             } else {
                 Step::Alone
@@ -357,21 +394,21 @@ impl Store {
         match result {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome);
+                    job.answer(outcome);
                 }
             }
             Err(e) if is_transient(&e) => {
                 tracing::debug!(error = %e, check_ins = jobs.len(), "a batch of check-ins met another writer; applying each alone");
                 for job in jobs {
                     let outcome = self.alone(&job).await;
-                    let _ = job.reply.send(outcome);
+                    job.answer(outcome);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, check_ins = jobs.len(), "a batch of check-ins could not be stored; the agents will send them again");
                 let why = e.to_string();
                 for job in jobs {
-                    let _ = job.reply.send(Err(StoreError::Commit(why.clone())));
+                    job.answer(Err(StoreError::Commit(why.clone())));
                 }
             }
         }
@@ -410,7 +447,17 @@ impl Store {
             .bind(&ids)
             .fetch_all(&mut *tx)
             .await?;
-            let plan = plan(jobs, known, stored);
+            let mut hosts: HashMap<String, (Known, Vec<(String, String)>)> = known
+                .into_iter()
+                .map(|k| (k.id.clone(), (k, Vec::new())))
+                .collect();
+            for (host, name, digest) in stored {
+                if let Some((_, digests)) = hosts.get_mut(&host) {
+                    digests.push((name, digest));
+                }
+            }
+            hosts.values_mut().for_each(|(_, digests)| digests.sort());
+            let plan = plan(jobs, |id| hosts.get(id).map(|(k, d)| (k, d.as_slice())));
             let mut fast = Vec::new();
             for (i, step) in plan.into_iter().enumerate() {
                 match step {
