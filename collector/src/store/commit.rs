@@ -1,11 +1,11 @@
 //! Group commit: check-ins that arrive together are written in one
-//! transaction, so that one synced commit (SQLite's `synchronous = FULL`,
+//! transaction, so that one sync (of SQLite's WAL, [`super::direct::Syncer`];
 //! PostgreSQL's WAL flush) pays for many reports instead of one.
 //!
 //! Each committer is a task that takes whatever check-ins are queued (up to
 //! [`MAX_BATCH`]), applies each inside a savepoint of one transaction, and
-//! answers every caller only after the commit, so an acknowledgement still
-//! means durable. Nothing waits for a batch to fill: a lone check-in is
+//! answers every caller only after the commit is durable, so an
+//! acknowledgement still means durable. Nothing waits for a batch to fill: a lone check-in is
 //! committed at once, and batches grow only while a commit is under way.
 //! A host always goes to the same committer, so its reports stay in order.
 
@@ -43,6 +43,9 @@ impl Job {
         let _ = reply.send(outcome);
     }
 }
+
+/// Check-ins, each with its outcome, to be answered.
+pub(super) type Outcomes = Vec<(Job, Result<CheckInOutcome, StoreError>)>;
 
 /// The committers of one store, started at the first check-in (so that
 /// they run on the runtime that serves).
@@ -140,24 +143,25 @@ impl Committers {
 /// SQLite's one committer runs on a thread of its own: between its
 /// statements it is woken at once instead of waiting behind the
 /// connections' tasks, and it applies unchanged check-ins itself
-/// ([`super::direct`]). It hands each batch's answers to one task on
-/// `serving`, the runtime of the connections: sent from there, waking
-/// each caller costs no system call, where from this thread each of
-/// hundreds of wake-ups could. If the thread cannot start, `rx` is dropped
-/// and every check-in is written alone ([`Committers::submit`]).
+/// ([`super::direct`]). Each batch's answers wait for the sync that makes
+/// it durable ([`super::direct::Syncer`]), which then sends them from one
+/// task on `serving`, the runtime of the connections. If the thread
+/// cannot start, `rx` is dropped and every check-in is written alone
+/// ([`Committers::submit`]).
 fn run_on_own_thread(
     store: Store,
     direct: Arc<super::direct::Direct>,
     serving: tokio::runtime::Handle,
     rx: mpsc::Receiver<Job>,
 ) {
+    let syncer = direct.syncer(serving);
     let started = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .and_then(|rt| {
             std::thread::Builder::new()
                 .name("muster-commit".into())
-                .spawn(move || rt.block_on(run(store, Some((direct, serving)), rx)))
+                .spawn(move || rt.block_on(run(store, Some((direct, syncer)), rx)))
         });
     if let Err(e) = started {
         tracing::error!(error = %e, "cannot start the committer's thread; check-ins are written one by one");
@@ -166,28 +170,35 @@ fn run_on_own_thread(
 
 /// One committer: batches until every sender is dropped. With `direct`
 /// (SQLite), a batch's unchanged check-ins are applied there first, and
-/// answered from a task on the runtime given with it.
+/// every answer waits for the syncer given with it: sqlx's too, since a
+/// report it finds already stored may have been stored by a commit not
+/// yet synced.
 async fn run(
     store: Store,
-    direct: Option<(Arc<super::direct::Direct>, tokio::runtime::Handle)>,
+    mut direct: Option<(Arc<super::direct::Direct>, super::direct::Syncer)>,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let mut batch = std::mem::take(&mut jobs);
-        if let Some((direct, serving)) = &direct {
+        if let Some((direct, syncer)) = &mut direct {
             let answered;
             (answered, batch) = direct.commit(batch, now());
             if !answered.is_empty() {
-                serving.spawn(async move {
-                    for (job, outcome) in answered {
-                        job.answer(Ok(outcome));
-                    }
-                });
+                syncer.answer(answered.into_iter().map(|(j, o)| (j, Ok(o))).collect());
             }
         }
-        if !batch.is_empty() {
-            store.commit_batch(batch).await;
+        if batch.is_empty() {
+            continue;
+        }
+        let outcomes = store.commit_batch(batch).await;
+        match &mut direct {
+            Some((_, syncer)) => syncer.answer(outcomes),
+            None => {
+                for (job, outcome) in outcomes {
+                    job.answer(outcome);
+                }
+            }
         }
     }
 }
@@ -379,10 +390,11 @@ macro_rules! unchanged_set {
 }
 
 impl Store {
-    /// Applies `jobs` in one transaction and answers each. When PostgreSQL
-    /// breaks the batch off (a deadlock with another writer, over hosts
-    /// that superseded each other), every check-in is applied again alone.
-    async fn commit_batch(&self, jobs: Vec<Job>) {
+    /// Applies `jobs` in one transaction; each with its outcome, for the
+    /// caller to answer. When PostgreSQL breaks the batch off (a deadlock
+    /// with another writer, over hosts that superseded each other), every
+    /// check-in is applied again alone.
+    async fn commit_batch(&self, jobs: Vec<Job>) -> Outcomes {
         let t = now();
         let started = std::time::Instant::now();
         let result = self.try_batch(&jobs, t).await;
@@ -392,24 +404,22 @@ impl Store {
             "group commit"
         );
         match result {
-            Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    job.answer(outcome);
-                }
-            }
+            Ok(outcomes) => jobs.into_iter().zip(outcomes).collect(),
             Err(e) if is_transient(&e) => {
                 tracing::debug!(error = %e, check_ins = jobs.len(), "a batch of check-ins met another writer; applying each alone");
+                let mut outcomes = Vec::with_capacity(jobs.len());
                 for job in jobs {
                     let outcome = self.alone(&job).await;
-                    job.answer(outcome);
+                    outcomes.push((job, outcome));
                 }
+                outcomes
             }
             Err(e) => {
                 tracing::error!(error = %e, check_ins = jobs.len(), "a batch of check-ins could not be stored; the agents will send them again");
                 let why = e.to_string();
-                for job in jobs {
-                    job.answer(Err(StoreError::Commit(why.clone())));
-                }
+                jobs.into_iter()
+                    .map(|job| (job, Err(StoreError::Commit(why.clone()))))
+                    .collect()
             }
         }
     }
