@@ -123,7 +123,7 @@ fn send(synced: Result<(), String>, batches: Vec<Outcomes>) {
             job.answer(match &synced {
                 Ok(()) => outcome,
                 Err(e) => Err(StoreError::Commit(format!(
-                    "it may not be on disk: the database's log could not be synced: {e}"
+                    "it is not known to be on disk: the database's log could not be synced: {e}"
                 ))),
             });
         }
