@@ -82,6 +82,33 @@ pub fn cmd(name: &str) -> Command {
     c
 }
 
+/// The first column of `query`'s rows in the SQLite file `file`, opened
+/// read-only, as any SQLite client would.
+pub fn column<T>(file: &Path, query: &'static str) -> Vec<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(file)
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let rows = sqlx::query_scalar(query)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        conn.close().await.unwrap();
+        rows
+    })
+}
+
 /// Runs a command and returns its output, whatever its exit status.
 pub fn run(c: &mut Command) -> Output {
     c.stdin(Stdio::null()).output().expect("spawn")

@@ -24,28 +24,9 @@ fn restore(data: &Path, from: &Path) -> std::process::Command {
     c
 }
 
-/// The hostnames stored in the SQLite file `file`, read as any SQLite
-/// client would.
+/// The hostnames stored in the SQLite file `file`.
 fn hostnames_in(file: &Path) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::{ConnectOptions, Connection};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(file)
-            .read_only(true)
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let names: Vec<String> = sqlx::query_scalar("SELECT hostname FROM hosts ORDER BY hostname")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        names
-    })
+    column(file, "SELECT hostname FROM hosts ORDER BY hostname")
 }
 
 fn sql(file: &Path, statements: &[&str]) {

@@ -201,31 +201,11 @@ fn an_unreachable_collector_keeps_the_report_until_it_is_sent() {
     assert_eq!(h["sequence"], 2, "both reports acknowledged");
     assert_eq!(agent_progress(&state)["acked_sequence"], 2);
     // Both reports are in the host's check-in history: nothing was lost.
-    assert_eq!(stored_sequences(&c.data().join("muster.db")), [1, 2]);
-}
-
-/// The sequences in the collector's check-in history, read from its
-/// database file.
-fn stored_sequences(file: &std::path::Path) -> Vec<i64> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::{ConnectOptions, Connection};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(file)
-            .read_only(true)
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let sequences = sqlx::query_scalar("SELECT sequence FROM checkins ORDER BY sequence")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        let _ = conn.close().await;
-        sequences
-    })
+    let stored: Vec<i64> = column(
+        &c.data().join("muster.db"),
+        "SELECT sequence FROM checkins ORDER BY sequence",
+    );
+    assert_eq!(stored, [1, 2]);
 }
 
 #[test]
