@@ -4,9 +4,10 @@
 //!
 //! Each committer is a task that takes whatever check-ins are queued (up to
 //! [`MAX_BATCH`]), applies each inside a savepoint of one transaction, and
-//! answers every caller only after the commit is durable, so an
-//! acknowledgement still means durable. Nothing waits for a batch to fill: a lone check-in is
-//! committed at once, and batches grow only while a commit is under way.
+//! answers every caller only once the commit is durable, so an
+//! acknowledgement still means durable. Nothing waits for a batch to fill:
+//! a lone check-in is committed at once, and batches grow only while a
+//! commit is under way.
 //! A host always goes to the same committer, so its reports stay in order.
 
 use super::*;
