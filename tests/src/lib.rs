@@ -82,30 +82,58 @@ pub fn cmd(name: &str) -> Command {
     c
 }
 
-/// The first column of `query`'s rows in the SQLite file `file`, opened
-/// read-only, as any SQLite client would.
-pub fn column<T>(file: &Path, query: &'static str) -> Vec<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
-{
+/// A connection to the SQLite file `options` names, as any SQLite client
+/// would open it, with the runtime to use it on.
+fn sqlite(
+    options: sqlx::sqlite::SqliteConnectOptions,
+) -> (tokio::runtime::Runtime, sqlx::SqliteConnection) {
+    use sqlx::ConnectOptions;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        use sqlx::{ConnectOptions, Connection};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+    let conn = rt
+        .block_on(options.connect())
+        .unwrap_or_else(|e| panic!("{:?}: {e}", options.get_filename()));
+    (rt, conn)
+}
+
+/// The first column of `query`'s rows in the SQLite file `file`, opened
+/// read-only.
+pub fn column<T>(file: &Path, query: &'static str) -> Vec<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+{
+    let (rt, mut conn) = sqlite(
+        sqlx::sqlite::SqliteConnectOptions::new()
             .filename(file)
-            .read_only(true)
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            .read_only(true),
+    );
+    rt.block_on(async {
         let rows = sqlx::query_scalar(query)
             .fetch_all(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{query}: {e}"));
-        conn.close().await.unwrap();
+        sqlx::Connection::close(conn).await.unwrap();
         rows
+    })
+}
+
+/// Runs `statements` in the SQLite file `file`, made if missing.
+pub fn sql(file: &Path, statements: &[&str]) {
+    let (rt, mut conn) = sqlite(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(file)
+            .create_if_missing(true),
+    );
+    rt.block_on(async {
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        sqlx::Connection::close(conn).await.unwrap();
     })
 }
 

@@ -7,7 +7,6 @@ use muster_tests::openapi::Spec;
 use muster_tests::sample::{fleet, id_of};
 use muster_tests::*;
 use serde_json::Value;
-use std::path::Path;
 
 /// The OpenAPI document, as the collector serves it.
 fn spec(c: &Collector, token: &str) -> Spec {
@@ -280,7 +279,7 @@ fn missing_wrong_expired_and_revoked_tokens_get_401_and_nothing_else() {
     assert_eq!(api.get("/api/v1/me", Some(&old)).status, 200);
     sql(
         &c.data().join("muster.db"),
-        "UPDATE operator_tokens SET expires_at = 1000 WHERE name = 'old'",
+        &["UPDATE operator_tokens SET expires_at = 1000 WHERE name = 'old'"],
     );
     assert!(unauthorized(&api.get("/api/v1/me", Some(&old))).contains("expired"));
 
@@ -360,23 +359,6 @@ fn missing_wrong_expired_and_revoked_tokens_get_401_and_nothing_else() {
 }
 
 /// Runs one statement on an SQLite database.
-fn sql(db: &Path, statement: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    });
-}
-
 #[test]
 fn an_operator_certificate_is_enough_and_an_agent_certificate_is_not() {
     let c = Collector::start();

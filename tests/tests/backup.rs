@@ -29,29 +29,6 @@ fn hostnames_in(file: &Path) -> Vec<String> {
     column(file, "SELECT hostname FROM hosts ORDER BY hostname")
 }
 
-fn sql(file: &Path, statements: &[&str]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::{ConnectOptions, Connection};
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(file)
-            .create_if_missing(true)
-            .connect()
-            .await
-            .unwrap();
-        for s in statements {
-            sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
-        }
-        conn.close().await.unwrap();
-    })
-}
-
 fn names(hosts: &[serde_json::Value]) -> Vec<String> {
     hosts
         .iter()
