@@ -101,7 +101,7 @@ impl Syncer {
 
 /// The syncer's thread: until the committer is gone, syncs once for all
 /// the batches that are waiting, then answers them.
-fn syncs(mut wal: Wal, serving: tokio::runtime::Handle, rx: std::sync::mpsc::Receiver<Outcomes>) {
+fn syncs(wal: Wal, serving: tokio::runtime::Handle, rx: std::sync::mpsc::Receiver<Outcomes>) {
     let _enter = serving.enter();
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
@@ -135,7 +135,7 @@ fn send(synced: Result<(), String>, batches: Vec<Outcomes>) {
 pub(super) struct Wal(PathBuf);
 
 impl Wal {
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&self) -> Result<(), String> {
         let opened = std::fs::OpenOptions::new().write(true).open(&self.0);
         match opened {
             Ok(file) => file.sync_data(),
