@@ -79,7 +79,7 @@ enum Cmd {
         after_help = "Example:\n  muster-loadgen baseline --mode handshake --duration 30s --format json"
     )]
     Baseline {
-        /// handshake or echo
+        /// handshake, resumption or echo
         #[arg(long, value_enum)]
         mode: BaselineMode,
         /// How long to run (s, m)
@@ -154,6 +154,10 @@ struct RunArgs {
 enum BaselineMode {
     /// A bare rustls mutual-TLS 1.3 handshake loop against a minimal rustls server
     Handshake,
+    /// The same loop, each connection resuming its worker's last TLS 1.3
+    /// session with the collector's session tickets: the most resumption
+    /// can gain over full handshakes on this machine
+    Resumption,
     /// A bare gRPC unary call (health check) over kept-open connections
     Echo,
 }
@@ -1148,6 +1152,29 @@ fn server_config(
     Ok(cfg)
 }
 
+/// One bare mutual-TLS handshake with the baseline server, which answers
+/// one byte once it is done; true when the session was resumed.
+async fn bare_handshake(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<bool, String> {
+    use tokio::io::AsyncReadExt;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|_| "connect".to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|_| "handshake".to_string())?;
+    let mut b = [0u8; 1];
+    tls.read_exact(&mut b)
+        .await
+        .map_err(|_| "read".to_string())?;
+    Ok(tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+}
+
 async fn baseline(
     mode: BaselineMode,
     duration: Duration,
@@ -1155,13 +1182,25 @@ async fn baseline(
     format: Format,
 ) -> Result<()> {
     let (ca, server, client) = baseline_pki()?;
-    let server_cfg = Arc::new(server_config(&ca, &server)?);
+    let mut server_cfg = server_config(&ca, &server)?;
+    // The collector's own session tickets, in a file removed at the end.
+    let tickets_file = std::env::temp_dir().join(format!(
+        "muster-loadgen-baseline-tickets-{}",
+        std::process::id()
+    ));
+    if mode == BaselineMode::Resumption {
+        server_cfg.ticketer = Arc::new(muster_collector::tickets::TicketKeys::load_or_create(
+            &tickets_file,
+        )?);
+        server_cfg.send_tls13_tickets = 1;
+    }
+    let server_cfg = Arc::new(server_cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let url = format!("https://localhost:{}", addr.port());
     let identity = (client.cert_pem.clone(), client.key_pem.clone());
     match mode {
-        BaselineMode::Handshake => {
+        BaselineMode::Handshake | BaselineMode::Resumption => {
             // The server completes each handshake and answers one byte, so
             // both ends have done all their work before the client counts it.
             let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
@@ -1205,12 +1244,27 @@ async fn baseline(
             );
         }
     }
+    // Resumption: each worker's first handshake is a full one, made before
+    // the clock starts.
+    let mut resuming = vec![None; concurrency.max(1)];
+    if mode == BaselineMode::Resumption {
+        for slot in resuming.iter_mut() {
+            let config = Arc::new(
+                build_client_config(&ca, Some(&identity)).map_err(|e| anyhow::anyhow!(e))?,
+            );
+            bare_handshake(addr, config.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("baseline handshake: {e}"))?;
+            *slot = Some(config);
+        }
+    }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
     for w in 0..concurrency.max(1) {
         let (url, ca, identity, tally) = (url.clone(), ca.clone(), identity.clone(), tally.clone());
+        let resuming = resuming[w].clone();
         tasks.push(tokio::spawn(async move {
             let mut echo = None;
             while Instant::now() < deadline {
@@ -1218,30 +1272,23 @@ async fn baseline(
                 let outcome: Result<(), String> = match mode {
                     BaselineMode::Handshake => {
                         async {
-                            use tokio::io::AsyncReadExt;
                             // A new configuration each time: no resumption.
                             let config = Arc::new(
                                 build_client_config(&ca, Some(&identity))
                                     .map_err(|e| e.to_string())?,
                             );
-                            let tcp = tokio::net::TcpStream::connect(addr)
-                                .await
-                                .map_err(|_| "connect".to_string())?;
-                            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-                            let name = rustls::pki_types::ServerName::try_from("localhost")
-                                .map_err(|e| e.to_string())?;
-                            let mut tls = tokio_rustls::TlsConnector::from(config)
-                                .connect(name, tcp)
-                                .await
-                                .map_err(|_| "handshake".to_string())?;
-                            let mut b = [0u8; 1];
-                            tls.read_exact(&mut b)
-                                .await
-                                .map_err(|_| "read".to_string())?;
-                            Ok(())
+                            bare_handshake(addr, config).await.map(|_| ())
                         }
                         .await
                     }
+                    BaselineMode::Resumption => match &resuming {
+                        Some(config) => match bare_handshake(addr, config.clone()).await {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err("not_resumed".to_string()),
+                            Err(e) => Err(e),
+                        },
+                        None => Err("credentials".to_string()),
+                    },
                     BaselineMode::Echo => {
                         async {
                             if echo.is_none() {
@@ -1289,6 +1336,7 @@ async fn baseline(
         task.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&tickets_file);
     let tl = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
     let report = Report::new(
         &format!("baseline-{mode:?}").to_lowercase(),
