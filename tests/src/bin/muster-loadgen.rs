@@ -1183,15 +1183,16 @@ async fn baseline(
 ) -> Result<()> {
     let (ca, server, client) = baseline_pki()?;
     let mut server_cfg = server_config(&ca, &server)?;
-    // The collector's own session tickets, in a file removed at the end.
-    let tickets_file = std::env::temp_dir().join(format!(
-        "muster-loadgen-baseline-tickets-{}",
-        std::process::id()
-    ));
     if mode == BaselineMode::Resumption {
-        server_cfg.ticketer = Arc::new(muster_collector::tickets::TicketKeys::load_or_create(
-            &tickets_file,
-        )?);
+        // The collector's own session tickets. They live in memory once
+        // made; the file they are written to is not needed after.
+        let file = std::env::temp_dir().join(format!(
+            "muster-loadgen-baseline-tickets-{}",
+            std::process::id()
+        ));
+        let keys = muster_collector::tickets::TicketKeys::load_or_create(&file);
+        let _ = std::fs::remove_file(&file);
+        server_cfg.ticketer = Arc::new(keys?);
         server_cfg.send_tls13_tickets = 1;
     }
     let server_cfg = Arc::new(server_cfg);
@@ -1336,7 +1337,6 @@ async fn baseline(
         task.await?;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&tickets_file);
     let tl = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
     let report = Report::new(
         &format!("baseline-{mode:?}").to_lowercase(),
