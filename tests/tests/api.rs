@@ -358,7 +358,6 @@ fn missing_wrong_expired_and_revoked_tokens_get_401_and_nothing_else() {
     assert!(err.contains("no operator token named \"nobody\""), "{err}");
 }
 
-/// Runs one statement on an SQLite database.
 #[test]
 fn an_operator_certificate_is_enough_and_an_agent_certificate_is_not() {
     let c = Collector::start();
